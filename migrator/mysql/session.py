@@ -1,0 +1,129 @@
+"""pymysql sessions: the only place that opens a MySQL connection from Python."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import pymysql
+import pymysql.cursors
+
+from migrator.endpoint import Endpoint
+
+# Errors worth another try: connection lost/refused, lock wait timeout, deadlock.
+TRANSIENT_MYSQL_ERRORS = frozenset({2002, 2003, 2006, 2013, 2055, 1205, 1213, 1053, 1927})
+
+Connection = pymysql.connections.Connection  # type: ignore[type-arg]
+
+
+def error_code(exc: BaseException) -> int | None:
+    if isinstance(exc, pymysql.err.MySQLError) and exc.args and isinstance(exc.args[0], int):
+        return int(exc.args[0])
+    return None
+
+
+def is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, pymysql.err.InterfaceError):
+        return True  # "(0, '')": the connection was already closed under us
+    return error_code(exc) in TRANSIENT_MYSQL_ERRORS
+
+
+def _ssl_context(endpoint: Endpoint) -> ssl.SSLContext | None:
+    if endpoint.tls is None:
+        return None
+    ctx = ssl.create_default_context(cafile=str(endpoint.tls.ca_file) if endpoint.tls.ca_file else None)
+    ctx.check_hostname = endpoint.tls.verify_identity
+    return ctx
+
+
+def connect(
+    endpoint: Endpoint,
+    database: str | None = None,
+    *,
+    autocommit: bool = True,
+    connect_timeout: float = 10,
+    read_timeout: float | None = None,
+    multi_statements: bool = False,
+) -> Connection:
+    from pymysql.constants import CLIENT
+
+    return pymysql.connect(
+        host=endpoint.host,
+        port=endpoint.port,
+        user=endpoint.user,
+        password=endpoint.password.reveal(),
+        database=database,
+        autocommit=autocommit,
+        charset="utf8mb4",
+        connect_timeout=int(connect_timeout),
+        read_timeout=int(read_timeout) if read_timeout else None,
+        ssl=_ssl_context(endpoint),
+        client_flag=CLIENT.MULTI_STATEMENTS if multi_statements else 0,
+    )
+
+
+class MySQLSession:
+    """A thin, typed wrapper over one connection: rows as tuples or dicts, parameters always bound."""
+
+    def __init__(self, endpoint: Endpoint, database: str | None = None, **kwargs: Any) -> None:
+        self.endpoint = endpoint
+        self.conn = connect(endpoint, database, **kwargs)
+
+    def close(self) -> None:
+        try:
+            self.conn.close()
+        except pymysql.err.Error:
+            pass
+
+    def __enter__(self) -> MySQLSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def execute(self, sql: str, args: Sequence[Any] | None = None) -> int:
+        with self.conn.cursor() as cur:
+            return int(cur.execute(sql, args))
+
+    def rows(self, sql: str, args: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+        with self.conn.cursor() as cur:
+            cur.execute(sql, args)
+            return list(cur.fetchall())
+
+    def dicts(self, sql: str, args: Sequence[Any] | None = None) -> list[dict[str, Any]]:
+        with self.conn.cursor(pymysql.cursors.DictCursor) as cur:
+            cur.execute(sql, args)
+            return list(cur.fetchall())
+
+    def one(self, sql: str, args: Sequence[Any] | None = None) -> tuple[Any, ...] | None:
+        rows = self.rows(sql, args)
+        return rows[0] if rows else None
+
+    def value(self, sql: str, args: Sequence[Any] | None = None) -> Any:
+        row = self.one(sql, args)
+        return row[0] if row else None
+
+    def variable(self, name: str) -> Any:
+        row = self.one("SHOW GLOBAL VARIABLES LIKE %s", (name,))
+        return row[1] if row else None
+
+    @contextmanager
+    def transaction(self) -> Iterator[MySQLSession]:
+        self.conn.begin()
+        try:
+            yield self
+        except BaseException:
+            self.conn.rollback()
+            raise
+        self.conn.commit()
+
+
+def quote_identifier(name: str) -> str:
+    """Backtick-quote an identifier, doubling backticks (sys.quote_identifier semantics)."""
+    return "`" + name.replace("`", "``") + "`"
+
+
+def qualified(schema: str, table: str) -> str:
+    return f"{quote_identifier(schema)}.{quote_identifier(table)}"

@@ -1,0 +1,1 @@
+"""The 14 steps of the RDS to EC2 plan, one module each."""

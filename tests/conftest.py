@@ -1,0 +1,54 @@
+"""Fixtures: throwaway MariaDB processes from a template datadir, one set per test that needs them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from migrator.endpoint import Endpoint
+from migrator.platforms.local_server import LocalServer, build_template
+from migrator.secrets import Secret
+
+ADMIN_USER = "admin"
+ADMIN_PASSWORD = "admin-Secret#1"
+
+
+def admin_endpoint(server: LocalServer) -> Endpoint:
+    return Endpoint(host="127.0.0.1", port=server.port, user=ADMIN_USER, password=Secret(ADMIN_PASSWORD))
+
+
+def add_admin(server: LocalServer) -> None:
+    server.execute(
+        f"CREATE USER IF NOT EXISTS '{ADMIN_USER}'@'%' IDENTIFIED BY '{ADMIN_PASSWORD}'",
+        f"GRANT ALL PRIVILEGES ON *.* TO '{ADMIN_USER}'@'%' WITH GRANT OPTION",
+    )
+
+
+@pytest.fixture(scope="session")
+def server_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_template(tmp_path_factory.mktemp("template") / "datadir")
+
+
+MakeServer = Callable[..., LocalServer]
+
+
+@pytest.fixture
+def make_server(server_template: Path, tmp_path: Path) -> Iterator[MakeServer]:
+    """Start a server: ``make_server("source", server_id=1)``; killed and removed at teardown."""
+    started: list[LocalServer] = []
+
+    def _make(name: str, server_id: int, *, log_bin: bool = True, extra_args: tuple[str, ...] = ()) -> LocalServer:
+        server = LocalServer(tmp_path / "servers" / name, server_id=server_id, log_bin=log_bin, extra_args=extra_args)
+        server.datadir.parent.mkdir(parents=True, exist_ok=True)
+        server.initialise_from(server_template)
+        server.start()
+        add_admin(server)
+        started.append(server)
+        return server
+
+    yield _make
+    for server in started:
+        server.kill()
+        server.socket_path.unlink(missing_ok=True)
