@@ -1,0 +1,288 @@
+"""The command line: argv -> Config (validated once) -> engine; rendering of plan, status and verify.
+
+Exit codes: 0 done, 1 a step failed, 2 bad input (nothing changed), 3 waiting on an operator gate.
+This is the only module that reads the environment (MIGRATOR_CRASH_AT for fault tests).
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from migrator import log as logsetup
+from migrator.config import Config, load
+from migrator.errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_STEP_FAILED, MigratorError
+from migrator.journal import Journal
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_SANDBOX = REPO_ROOT / "configs" / "sandbox.toml"
+
+
+def _fail(exc: MigratorError) -> NoReturn:
+    click.echo(f"error: {exc.message}", err=True)
+    if exc.hint:
+        click.echo(f"  hint: {exc.hint}", err=True)
+    sys.exit(exc.exit_code)
+
+
+def _load(path: str, *, allow_nonempty_target: bool = False) -> Config:
+    config = load(path)
+    if allow_nonempty_target:
+        from dataclasses import replace
+
+        config = replace(config, migration=replace(config.migration, allow_nonempty_target=True))
+    return config
+
+
+def _emit(data: Any, as_json: bool, render: Any) -> None:
+    if as_json:
+        click.echo(json.dumps(data, indent=2, default=str, sort_keys=True))
+    else:
+        render(data)
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except MigratorError as exc:
+            _fail(exc)
+
+
+@click.group(cls=_Group)
+@click.version_option(package_name="migrator")
+def main() -> None:
+    """Move a live MySQL database off RDS onto self-managed MySQL, resumably."""
+
+
+config_option = click.option("-c", "--config", "config_path", required=True, type=click.Path(dir_okay=False),
+                             help="the migration's TOML config")
+
+
+@main.command()
+@config_option
+def plan(config_path: str) -> None:
+    """Print the 14 steps and what each will do. No effects."""
+    from steps import STEPS
+
+    config = _load(config_path)
+    click.echo(f"migration {config.migration.name!r} on platform {config.migration.platform}: "
+               f"{config.source.describe()} -> {config.target.describe()}, schemas {', '.join(config.migration.schemas)}")
+    click.echo(f"journal: {config.journal_path}")
+    state: dict[int, str] = {}
+    if config.journal_path.exists():
+        ro = Journal.open_readonly(config.journal_path)
+        state = {row.number: row.status for row in ro.steps()}
+        ro.close()
+    for step in STEPS:
+        status = state.get(step.NUMBER, "pending")
+        click.echo(f"{step.NUMBER:>2}. {step.NAME:<16} [{status}] {step.describe(config)}")
+    if config.rds is not None:
+        from migrator.platforms.rds import describe_aws_calls
+
+        click.echo("\nAWS calls this plan makes:")
+        for line in describe_aws_calls(config):
+            click.echo(f"  - {line}")
+
+
+@main.command()
+@config_option
+@click.option("--until", type=int, default=None, help="stop after this step number")
+@click.option("--approve-cutover", is_flag=True, help="approve the write pause (step 9) when require_approval is set")
+@click.option("--allow-nonempty-target", is_flag=True, help="copy into a target whose schemas already hold data")
+@click.option("-v", "--verbose", is_flag=True)
+def run(config_path: str, until: int | None, approve_cutover: bool, allow_nonempty_target: bool, verbose: bool) -> None:
+    """Run the migration from wherever the journal says; the same command resumes."""
+    from migrator.runtime import run_migration
+
+    config = _load(config_path, allow_nonempty_target=allow_nonempty_target)
+    logsetup.configure(log_file=config.workdir / "migrator.log", verbose=verbose)
+    log = logsetup.get_logger(migration=config.migration.name)
+    crash = frozenset(filter(None, os.environ.get("MIGRATOR_CRASH_AT", "").split(",")))
+    result = run_migration(
+        config, log=log, argv=sys.argv, until=until,
+        approvals=frozenset({"cutover"}) if approve_cutover else frozenset(), crash_points=crash,
+    )
+    if result.stopped_before is not None:
+        click.echo(f"stopped before step {result.stopped_before} as asked (--until {until})")
+    else:
+        _print_report(config)
+    sys.exit(EXIT_OK)
+
+
+def _print_report(config: Config) -> None:
+    ro = Journal.open_readonly(config.journal_path)
+    facts = ro.facts()
+    ro.close()
+    copy = facts.get("copy", {})
+    click.echo("migration complete")
+    if copy:
+        seconds = copy.get("seconds") or 0
+        mb = copy.get("bytes", 0) / 1e6
+        rate = f", {mb / seconds:.1f} MB/s" if seconds else ""
+        click.echo(f"  copied: {copy.get('rows', 0)} rows, {mb:.1f} MB in {seconds} s{rate}")
+    if "verification" in facts:
+        v = facts["verification"]
+        click.echo(f"  verified: {v['tables']} tables, {v['rows']} rows, {v['chunks']} chunks equal")
+    if "write_pause_seconds" in facts:
+        click.echo(f"  write pause: {facts['write_pause_seconds']:.2f} s")
+
+
+def status_data(config: Config) -> dict[str, Any]:
+    ro = Journal.open_readonly(config.journal_path)
+    try:
+        facts = ro.facts()
+        owner = ro.owner()
+        steps = [
+            {"number": r.number, "name": r.name, "status": r.status, "attempts": r.attempts,
+             "started_at": r.started_at, "finished_at": r.finished_at, "last_error": r.last_error}
+            for r in ro.steps()
+        ]
+        copy = ro.copy_progress()
+        services = {name: {"desired": d, "position": p} for name, (d, p) in ro.services().items()}
+        binlogs = ro.binlog_files()
+        events = ro.events(10)
+    finally:
+        ro.close()
+    done = sum(1 for s in steps if s["status"] in ("done", "skipped"))
+    return {
+        "migration": config.migration.name,
+        "fingerprint": config.fingerprint(),
+        "owner_pid": owner[0] if owner else None,
+        "steps_done": done,
+        "steps": steps,
+        "copy": copy,
+        "services": services,
+        "binlog_files": len(binlogs),
+        "binlog_bytes": sum(size for _, size in binlogs),
+        "snapshot": facts.get("snapshot"),
+        "write_pause_seconds": facts.get("write_pause_seconds"),
+        "recent_events": events,
+    }
+
+
+def _render_status(data: dict[str, Any]) -> None:
+    click.echo(f"migration {data['migration']}: {data['steps_done']}/14 steps done"
+               + (f" (run in progress, pid {data['owner_pid']})" if data["owner_pid"] else ""))
+    for s in data["steps"]:
+        line = f"{s['number']:>2}. {s['name']:<16} {s['status']:<8} attempts={s['attempts']}"
+        if s["last_error"]:
+            line += f"  error: {s['last_error'].splitlines()[0][:160]}"
+        click.echo(line)
+    c = data["copy"]
+    if c["chunks"]:
+        pct = 100.0 * c["chunks_done"] / c["chunks"]
+        click.echo(f"copy: {c['chunks_done']}/{c['chunks']} chunks ({pct:.0f}%), {c['rows']} rows, {c['bytes'] / 1e6:.1f} MB")
+    for name, svc in sorted(data["services"].items()):
+        pos = f" at {svc['position'][0]}:{svc['position'][1]}" if svc["position"] else ""
+        click.echo(f"service {name}: {svc['desired']}{pos}")
+    if data["binlog_files"]:
+        click.echo(f"binlog archive: {data['binlog_files']} files, {data['binlog_bytes'] / 1e6:.1f} MB")
+    if data["write_pause_seconds"] is not None:
+        click.echo(f"write pause: {data['write_pause_seconds']:.2f} s")
+
+
+@main.command()
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def status(config_path: str, as_json: bool) -> None:
+    """Steps, copy progress, services (reads the journal only; safe while run is going)."""
+    config = _load(config_path)
+    _emit(status_data(config), as_json, _render_status)
+
+
+@main.command()
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+@click.option("--no-checksums", is_flag=True, help="positions, lag and row counts only")
+def verify(config_path: str, as_json: bool, no_checksums: bool) -> None:
+    """Sync status now: positions, lag, row counts and chunk checksums. Exit 0 only when equal."""
+    from migrator.verification import verify_now
+
+    config = _load(config_path)
+    data = verify_now(config, checksums=not no_checksums)
+
+    def render(d: dict[str, Any]) -> None:
+        click.echo(f"source head {d['source_head']}, applied {d['applied']}, lag {d['lag_bytes']} bytes, "
+                   f"{d['lag_seconds']} s")
+        for table, counts in sorted(d["row_counts"].items()):
+            mark = "" if counts["source"] == counts["target"] else "  <- differs"
+            click.echo(f"  {table}: source {counts['source']} rows, target {counts['target']}{mark}")
+        if d.get("checksums") is not None:
+            cs = d["checksums"]
+            click.echo(f"checksums: {cs['chunks']} chunks, {len(cs['mismatches'])} differ")
+            for m in cs["mismatches"][:20]:
+                click.echo(f"  {m}")
+        click.echo("IN SYNC" if d["in_sync"] else "NOT IN SYNC")
+
+    _emit(data, as_json, render)
+    sys.exit(EXIT_OK if data["in_sync"] else EXIT_STEP_FAILED)
+
+
+def _operator_change(config_path: str, number: int, action: str, reason: str) -> None:
+    from steps import STEPS
+
+    if number not in {s.NUMBER for s in STEPS}:
+        raise click.BadParameter(f"step must be 1-14, got {number}")
+    config = _load(config_path)
+    journal = Journal.open(config.journal_path) if config.journal_path.exists() else None
+    if journal is None:
+        click.echo(f"error: no journal at {config.journal_path}; nothing to change", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    try:
+        journal.acquire()
+        who = f"{getpass.getuser()}@{os.uname().nodename}"
+        if action == "retry":
+            journal.reset_step(number, who=who, why=reason)
+            for later in range(number + 1, 15):
+                if journal.step(later).status == "failed":
+                    journal.reset_step(later, who=who, why=f"after retry of step {number}")
+        else:
+            journal.skip_step(number, who=who, why=reason)
+    finally:
+        journal.close()
+    click.echo(f"step {number}: {'will run again on the next `migrator run`' if action == 'retry' else 'skipped'}")
+
+
+@main.command("retry-step")
+@config_option
+@click.argument("number", type=int)
+@click.option("--reason", default="operator retry", help="recorded in the journal")
+def retry_step(config_path: str, number: int, reason: str) -> None:
+    """Mark step N to run again (check first, then run) on the next `migrator run`."""
+    _operator_change(config_path, number, "retry", reason)
+
+
+@main.command("skip-step")
+@config_option
+@click.argument("number", type=int)
+@click.option("--reason", required=True, help="why it is safe to skip (recorded in the journal)")
+def skip_step(config_path: str, number: int, reason: str) -> None:
+    """Mark step N skipped, with who and why in the journal."""
+    _operator_change(config_path, number, "skip", reason)
+
+
+@main.command()
+@click.option("-c", "--config", "config_path", default=str(DEFAULT_SANDBOX), show_default=True,
+              type=click.Path(dir_okay=False), help="sandbox config")
+@click.option("--scale", default=1, show_default=True, help="dataset size (1 is about 25 MB)")
+@click.option("--rate", default=50.0, show_default=True, help="workload transactions per second")
+@click.option("--keep", is_flag=True, help="leave the sandbox servers running")
+@click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
+def demo(config_path: str, scale: int, rate: float, keep: bool, as_json: bool) -> None:
+    """The embedded default: a whole migration between local servers under a live write workload."""
+    from migrator.demo import run_demo
+
+    report = run_demo(Path(config_path), scale=scale, rate=rate, keep=keep)
+    _emit(report.as_dict(), as_json, lambda _d: click.echo(report.render()))
+    sys.exit(EXIT_OK if report.ok else EXIT_STEP_FAILED)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,426 @@
+"""TOML -> frozen, typed Config, validated once at the edge.
+
+Nothing below the CLI reads environment variables, files or raw dicts: secrets are resolved here
+(``password_env`` / ``password_file`` / ``password``) into Secret objects that never print.
+Every error names the file, the key and what was expected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+from migrator.endpoint import Endpoint, Tls
+from migrator.errors import ConfigError
+from migrator.secrets import Secret
+
+T = TypeVar("T")
+
+PLATFORMS = ("local", "rds")
+DNS_PROVIDERS = ("local", "route53")
+SYSTEM_SCHEMAS = frozenset({"mysql", "sys", "information_schema", "performance_schema", "_migrator"})
+
+
+@dataclass(frozen=True)
+class MigrationSettings:
+    name: str
+    workdir: Path
+    platform: str
+    schemas: tuple[str, ...]
+    allow_nonempty_target: bool = False
+
+
+@dataclass(frozen=True)
+class LocalReplicaSettings:
+    port: int = 0  # 0: pick a free loopback port
+    server_id: int = 3
+
+
+@dataclass(frozen=True)
+class RdsSettings:
+    source_instance: str
+    replica_instance: str
+    region: str = "us-east-1"
+    replica_instance_class: str | None = None
+    availability_zone: str | None = None
+    db_subnet_group: str | None = None
+    replica_parameter_group: str | None = None
+    source_parameter_group: str | None = None
+    tags: tuple[tuple[str, str], ...] = ()
+    endpoint_url: str | None = None
+    cloudwatch_endpoint_url: str | None = None
+    endpoint_map: tuple[tuple[str, str], ...] = ()  # instance id -> "host:port"
+    max_binlog_disk_mb: int | None = None
+    min_free_storage_mb: int | None = None
+    final_snapshot: bool = True
+
+
+@dataclass(frozen=True)
+class BinlogSettings:
+    retention_hours: int = 24
+    wait_seconds: int = 0
+    streamer_server_id: int = 4242
+
+
+@dataclass(frozen=True)
+class CopySettings:
+    workers: int = 2
+    chunk_mb: int = 16
+
+
+@dataclass(frozen=True)
+class SyncSettings:
+    max_lag_bytes: int = 1_000_000
+    max_lag_seconds: float = 5.0
+    timeout_seconds: int = 3600
+    heartbeat_seconds: float = 1.0
+    checksum_workers: int = 2
+    group_commit: int = 50
+
+
+@dataclass(frozen=True)
+class CutoverSettings:
+    read_only: bool = True
+    pause_hook: tuple[str, ...] = ()
+    resume_hook: tuple[str, ...] = ()
+    hook_timeout_seconds: int = 60
+    freeze_timeout_seconds: int = 30
+    catchup_timeout_seconds: int = 300
+    require_approval: bool = False
+
+
+@dataclass(frozen=True)
+class DnsSettings:
+    provider: str
+    record: str
+    target_value: str
+    ttl: int = 0
+    file: Path | None = None  # local provider
+    hosted_zone_id: str | None = None  # route53
+    record_type: str = "CNAME"
+    endpoint_url: str | None = None
+    resolvers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DefinerSettings:
+    fallback: str = "root@localhost"
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    migration: MigrationSettings
+    source: Endpoint
+    target: Endpoint
+    replica: LocalReplicaSettings
+    rds: RdsSettings | None
+    binlog: BinlogSettings
+    copy: CopySettings
+    sync: SyncSettings
+    cutover: CutoverSettings
+    dns: DnsSettings
+    definers: DefinerSettings
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def workdir(self) -> Path:
+        return self.migration.workdir
+
+    @property
+    def journal_path(self) -> Path:
+        return self.workdir / "journal.sqlite"
+
+    @property
+    def archive_dir(self) -> Path:
+        return self.workdir / "binlogs"
+
+    @property
+    def secrets_dir(self) -> Path:
+        return self.workdir / "run"
+
+    def fingerprint(self) -> str:
+        """What a resume must agree on: where data comes from and goes, and which schemas. No secrets."""
+        ident = {
+            "source": [self.source.host, self.source.port, self.source.user],
+            "target": [self.target.host, self.target.port, self.target.user],
+            "schemas": sorted(self.migration.schemas),
+            "platform": self.migration.platform,
+            "rds": [self.rds.source_instance, self.rds.replica_instance] if self.rds else None,
+        }
+        return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
+
+    def with_endpoints(self, *, source: Endpoint | None = None, target: Endpoint | None = None) -> Config:
+        return replace(self, source=source or self.source, target=target or self.target)
+
+    def summary(self) -> dict[str, Any]:
+        """A secret-free view for logs and `plan`."""
+        data = asdict(self)
+        for key in ("source", "target"):
+            data[key]["password"] = "***"
+        return data
+
+
+class _Section:
+    """Reads one TOML table; remembers what was read so unknown keys can be named."""
+
+    def __init__(self, file: Path, name: str, data: Any) -> None:
+        if not isinstance(data, dict):
+            raise ConfigError(f"{file}: [{name}] must be a table, got {type(data).__name__}")
+        self.file, self.name, self.data = file, name, data
+        self.seen: set[str] = set()
+
+    def _where(self, key: str) -> str:
+        return f"{self.file}: {self.name}.{key}"
+
+    def get(self, key: str, kind: type[T], default: T | None = None, *, required: bool = False) -> T:
+        self.seen.add(key)
+        if key not in self.data:
+            if required:
+                raise ConfigError(f"{self._where(key)} is required ({kind.__name__})")
+            return default  # type: ignore[return-value]
+        value = self.data[key]
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise ConfigError(
+                f"{self._where(key)} must be {kind.__name__}, got {type(value).__name__} {value!r}"
+            )
+        return value  # type: ignore[no-any-return]
+
+    def positive(self, key: str, default: int, *, allow_zero: bool = False) -> int:
+        value = self.get(key, int, default)
+        if value < 0 or (value == 0 and not allow_zero):
+            raise ConfigError(f"{self._where(key)} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
+        return value
+
+    def strings(self, key: str, default: tuple[str, ...] = ()) -> tuple[str, ...]:
+        value = self.get(key, list, list(default))
+        if not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{self._where(key)} must be a list of strings")
+        return tuple(value)
+
+    def choice(self, key: str, choices: tuple[str, ...], default: str | None = None) -> str:
+        value = self.get(key, str, default, required=default is None)
+        if value not in choices:
+            raise ConfigError(f"{self._where(key)} must be one of {', '.join(choices)}; got {value!r}")
+        return value
+
+    def path(self, key: str, base: Path, default: str | None = None) -> Path | None:
+        value = self.get(key, str, default)
+        if value is None:
+            return None
+        p = Path(os.path.expanduser(value))
+        return p if p.is_absolute() else (base / p)
+
+    def finish(self) -> None:
+        unknown = sorted(set(self.data) - self.seen)
+        if unknown:
+            raise ConfigError(
+                f"{self.file}: unknown key(s) in [{self.name}]: {', '.join(unknown)}",
+                hint="check the spelling against configs/rds-to-ec2.example.toml",
+            )
+
+
+def _secret(section: _Section, prefix: str = "password") -> Secret:
+    sources = [k for k in (f"{prefix}_env", f"{prefix}_file", prefix) if k in section.data]
+    if len(sources) > 1:
+        raise ConfigError(f"{section.file}: [{section.name}] give only one of {', '.join(sources)}")
+    if not sources:
+        section.seen.update({f"{prefix}_env", f"{prefix}_file", prefix})
+        return Secret("")
+    key = sources[0]
+    value = section.get(key, str)
+    if key.endswith("_env"):
+        if value not in os.environ:
+            raise ConfigError(
+                f"{section.file}: {section.name}.{key} names environment variable {value}, which is not set"
+            )
+        return Secret(os.environ[value])
+    if key.endswith("_file"):
+        p = Path(os.path.expanduser(value))
+        p = p if p.is_absolute() else section.file.parent / p
+        try:
+            return Secret(p.read_text().rstrip("\n"))
+        except OSError as exc:
+            raise ConfigError(f"{section.file}: {section.name}.{key}: cannot read {p}: {exc.strerror}") from exc
+    return Secret(value)
+
+
+def _endpoint(file: Path, name: str, data: Any) -> Endpoint:
+    s = _Section(file, name, data)
+    host = s.get("host", str, required=True)
+    port = s.get("port", int, 3306)
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"{file}: {name}.port must be 0-65535, got {port}")
+    user = s.get("user", str, required=True)
+    password = _secret(s)
+    tls = None
+    if s.get("tls", bool, False):
+        tls = Tls(ca_file=s.path("tls_ca_file", file.parent), verify_identity=s.get("tls_verify_identity", bool, True))
+    else:
+        s.seen.update({"tls_ca_file", "tls_verify_identity"})
+    s.finish()
+    return Endpoint(host=host, port=port, user=user, password=password, tls=tls)
+
+
+def _pairs(section: _Section, key: str) -> tuple[tuple[str, str], ...]:
+    value = section.get(key, dict, {})
+    if not all(isinstance(v, str) for v in value.values()):
+        raise ConfigError(f"{section.file}: {section.name}.{key} values must be strings")
+    return tuple(sorted(value.items()))
+
+
+def parse(data: Mapping[str, Any], file: Path) -> Config:
+    base = file.parent
+    known = {"migration", "source", "target", "replica", "rds", "binlog", "copy", "sync", "cutover", "dns", "definers"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"{file}: unknown section(s): {', '.join(unknown)}", hint=f"known: {', '.join(sorted(known))}")
+    for required in ("migration", "source", "target", "dns"):
+        if required not in data:
+            raise ConfigError(f"{file}: section [{required}] is required")
+
+    m = _Section(file, "migration", data["migration"])
+    workdir = m.path("workdir", base, default=".migrator") or base / ".migrator"
+    schemas = m.strings("schemas")
+    if not schemas:
+        raise ConfigError(f"{file}: migration.schemas must list at least one schema to migrate")
+    system = sorted(set(schemas) & SYSTEM_SCHEMAS)
+    if system:
+        raise ConfigError(f"{file}: migration.schemas must not include system schemas: {', '.join(system)}")
+    migration = MigrationSettings(
+        name=m.get("name", str, "migration"),
+        workdir=workdir,
+        platform=m.choice("platform", PLATFORMS, "local"),
+        schemas=schemas,
+        allow_nonempty_target=m.get("allow_nonempty_target", bool, False),
+    )
+    m.finish()
+
+    r = _Section(file, "replica", data.get("replica", {}))
+    replica = LocalReplicaSettings(port=r.positive("port", 0, allow_zero=True), server_id=r.positive("server_id", 3))
+    r.finish()
+
+    rds = None
+    if "rds" in data:
+        s = _Section(file, "rds", data["rds"])
+        rds = RdsSettings(
+            source_instance=s.get("source_instance", str, required=True),
+            replica_instance=s.get("replica_instance", str, required=True),
+            region=s.get("region", str, "us-east-1"),
+            replica_instance_class=s.get("replica_instance_class", str),
+            availability_zone=s.get("availability_zone", str),
+            db_subnet_group=s.get("db_subnet_group", str),
+            replica_parameter_group=s.get("replica_parameter_group", str),
+            source_parameter_group=s.get("source_parameter_group", str),
+            tags=_pairs(s, "tags"),
+            endpoint_url=s.get("endpoint_url", str),
+            cloudwatch_endpoint_url=s.get("cloudwatch_endpoint_url", str),
+            endpoint_map=_pairs(s, "endpoint_map"),
+            max_binlog_disk_mb=s.get("max_binlog_disk_mb", int),
+            min_free_storage_mb=s.get("min_free_storage_mb", int),
+            final_snapshot=s.get("final_snapshot", bool, True),
+        )
+        s.finish()
+    if migration.platform == "rds" and rds is None:
+        raise ConfigError(f"{file}: migration.platform is 'rds' but there is no [rds] section")
+
+    b = _Section(file, "binlog", data.get("binlog", {}))
+    binlog = BinlogSettings(
+        retention_hours=b.positive("retention_hours", 24),
+        wait_seconds=b.positive("wait_seconds", 0, allow_zero=True),
+        streamer_server_id=b.positive("streamer_server_id", 4242),
+    )
+    b.finish()
+
+    c = _Section(file, "copy", data.get("copy", {}))
+    copy = CopySettings(workers=c.positive("workers", 2), chunk_mb=c.positive("chunk_mb", 16))
+    if copy.workers > 64:
+        raise ConfigError(f"{file}: copy.workers must be at most 64, got {copy.workers}")
+    c.finish()
+
+    y = _Section(file, "sync", data.get("sync", {}))
+    sync = SyncSettings(
+        max_lag_bytes=y.positive("max_lag_bytes", 1_000_000, allow_zero=True),
+        max_lag_seconds=y.get("max_lag_seconds", float, 5.0),
+        timeout_seconds=y.positive("timeout_seconds", 3600),
+        heartbeat_seconds=y.get("heartbeat_seconds", float, 1.0),
+        checksum_workers=y.positive("checksum_workers", 2),
+        group_commit=y.positive("group_commit", 50),
+    )
+    y.finish()
+
+    u = _Section(file, "cutover", data.get("cutover", {}))
+    cutover = CutoverSettings(
+        read_only=u.get("read_only", bool, True),
+        pause_hook=u.strings("pause_hook"),
+        resume_hook=u.strings("resume_hook"),
+        hook_timeout_seconds=u.positive("hook_timeout_seconds", 60),
+        freeze_timeout_seconds=u.positive("freeze_timeout_seconds", 30),
+        catchup_timeout_seconds=u.positive("catchup_timeout_seconds", 300),
+        require_approval=u.get("require_approval", bool, False),
+    )
+    if not cutover.read_only and not cutover.pause_hook:
+        raise ConfigError(
+            f"{file}: cutover.read_only is false and cutover.pause_hook is empty: nothing would pause writes",
+            hint="set read_only = true, or give a pause_hook command that stops the application's writes",
+        )
+    u.finish()
+
+    d = _Section(file, "dns", data["dns"])
+    dns = DnsSettings(
+        provider=d.choice("provider", DNS_PROVIDERS, "local"),
+        record=d.get("record", str, required=True),
+        target_value=d.get("target_value", str, required=True),
+        ttl=d.positive("ttl", 0, allow_zero=True),
+        file=d.path("file", workdir, "dns.json"),
+        hosted_zone_id=d.get("hosted_zone_id", str),
+        record_type=d.choice("record_type", ("A", "AAAA", "CNAME"), "CNAME"),
+        endpoint_url=d.get("endpoint_url", str),
+        resolvers=d.strings("resolvers"),
+    )
+    if dns.provider == "route53" and not dns.hosted_zone_id:
+        raise ConfigError(f"{file}: dns.hosted_zone_id is required with provider = 'route53'")
+    d.finish()
+
+    f = _Section(file, "definers", data.get("definers", {}))
+    fallback = f.get("fallback", str, "root@localhost")
+    if "@" not in fallback:
+        raise ConfigError(f"{file}: definers.fallback must look like user@host, got {fallback!r}")
+    definers = DefinerSettings(fallback=fallback)
+    f.finish()
+
+    return Config(
+        path=file,
+        migration=migration,
+        source=_endpoint(file, "source", data["source"]),
+        target=_endpoint(file, "target", data["target"]),
+        replica=replica,
+        rds=rds,
+        binlog=binlog,
+        copy=copy,
+        sync=sync,
+        cutover=cutover,
+        dns=dns,
+        definers=definers,
+    )
+
+
+def load(path: Path | str) -> Config:
+    file = Path(path).resolve()
+    if not file.exists():
+        raise ConfigError(f"config file {file} does not exist", hint="pass -c with the path to your TOML config")
+    try:
+        data = tomllib.loads(file.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file}: invalid TOML: {exc}") from exc
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read: {exc.strerror}") from exc
+    return parse(data, file)

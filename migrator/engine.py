@@ -1,0 +1,126 @@
+"""The state machine: ordered steps, resume from the journal, retries, gates and crash points.
+
+For each step not yet done: mark it running, ask ``check`` whether its effect already holds, and
+only if not call ``run``; then write its facts and 'done' in one journal transaction. A crash
+leaves the step 'running' and the next run re-enters it through ``check``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, stop_after_delay
+from tenacity.wait import wait_exponential
+
+from migrator.errors import MigratorError, StepFailed
+from migrator.mysql.session import is_transient
+from migrator.step import StepContext, StepModule
+
+
+@dataclass(frozen=True)
+class RetryBudget:
+    attempts: int = 6
+    seconds: float = 120.0
+    first_wait: float = 0.5
+    max_wait: float = 10.0
+
+
+@dataclass(frozen=True)
+class RunResult:
+    completed: tuple[int, ...]
+    stopped_before: int | None = None
+
+
+class Engine:
+    def __init__(
+        self,
+        ctx: StepContext,
+        steps: Sequence[StepModule],
+        *,
+        retry: RetryBudget = RetryBudget(),
+        crash_points: frozenset[str] = frozenset(),
+    ) -> None:
+        self.ctx = ctx
+        self.steps = list(steps)
+        self.retry = retry
+        self.crash_points = crash_points
+        self.log = ctx.log
+
+    def crash_point(self, name: str) -> None:
+        """Fault tests name points where the orchestrator dies as if by kill -9."""
+        if name in self.crash_points:
+            self.log.warning("crash_point", point=name)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def run(self, *, until: int | None = None) -> RunResult:
+        journal = self.ctx.journal
+        completed: list[int] = []
+        self.ctx.services.resume()
+        for step in self.steps:
+            row = journal.step(step.NUMBER)
+            if row.status in ("done", "skipped"):
+                continue
+            if until is not None and step.NUMBER > until:
+                return RunResult(tuple(completed), stopped_before=step.NUMBER)
+            self._run_step(step)
+            completed.append(step.NUMBER)
+        return RunResult(tuple(completed))
+
+    def _run_step(self, step: StepModule) -> None:
+        journal = self.ctx.journal
+        self.ctx.step_number = step.NUMBER
+        log = self.log.bind(step=step.NUMBER, step_name=step.NAME)
+        self.ctx.log = log
+        facts = journal.facts()
+        missing = [key for key in step.NEEDS if key not in facts]
+        if missing:
+            raise StepFailed(
+                f"step {step.NUMBER} ({step.NAME}) needs {', '.join(missing)} from earlier steps",
+                hint="an earlier step was skipped; `migrator retry-step N` it instead",
+            )
+        self.crash_point(f"step.{step.NUMBER}.before_begin")
+        journal.begin_step(step.NUMBER)
+        log.info("step.begin")
+        try:
+            outcome, how = self._with_retries(step, log)
+        except MigratorError as exc:
+            journal.fail_step(step.NUMBER, str(exc))
+            log.error("step.failed", error=exc.message, hint=exc.hint)
+            raise
+        except Exception as exc:
+            journal.fail_step(step.NUMBER, f"{type(exc).__name__}: {exc}")
+            log.error("step.failed", error=str(exc), error_type=type(exc).__name__)
+            raise StepFailed(f"step {step.NUMBER} ({step.NAME}) failed: {type(exc).__name__}: {exc}") from exc
+        self.crash_point(f"step.{step.NUMBER}.before_complete")
+        journal.complete_step(step.NUMBER, outcome, how=how)
+        log.info("step.done", how=how)
+        self.crash_point(f"step.{step.NUMBER}.after_complete")
+        self.ctx.services.check()
+
+    def _with_retries(self, step: StepModule, log: Any) -> tuple[dict[str, Any], str]:
+        def before_sleep(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            log.warning("step.retry", attempt=state.attempt_number, error=str(exc))
+            self.ctx.journal.event("step.retry", step.NUMBER, attempt=state.attempt_number, error=str(exc))
+
+        retrying = Retrying(
+            retry=retry_if_exception(is_transient),
+            stop=stop_after_attempt(self.retry.attempts) | stop_after_delay(self.retry.seconds),
+            wait=wait_exponential(multiplier=self.retry.first_wait, max=self.retry.max_wait),
+            sleep=self.ctx.clock.sleep,
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+        for attempt in retrying:
+            with attempt:
+                check = step.check(self.ctx)
+                if check.holds:
+                    log.info("step.check_holds", reason=check.reason)
+                    return check.facts, f"already held: {check.reason}"
+                log.info("step.check_missing", reason=check.reason)
+                return step.run(self.ctx), "ran"
+        raise AssertionError("unreachable")  # pragma: no cover

@@ -1,0 +1,269 @@
+"""Catalog reads and schema copy: which base tables exist, their keys, and creating them on the target.
+
+Only base tables are copied here; views, routines, triggers and events are re-created at step 12,
+after the data, so that triggers do not fire during the load and definers can be checked first.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import structlog
+
+from migrator.errors import PreflightFailed
+from migrator.mysql.session import MySQLSession, qualified, quote_identifier
+
+log = structlog.get_logger()
+
+# Engines whose writes roll back with a transaction; anything else cannot be copied or applied
+# with a position committed alongside the rows.
+TRANSACTIONAL_ENGINES = frozenset({"innodb", "rocksdb", "tokudb", "ndbcluster"})
+
+# Key column types whose ORDER BY and comparison operators agree, so key ranges tile the table.
+# ENUM/SET sort by ordinal but compare as strings; FLOAT literals do not round-trip; BIT compares oddly.
+RANGE_SAFE_TYPES = frozenset(
+    {
+        "tinyint",
+        "smallint",
+        "mediumint",
+        "int",
+        "integer",
+        "bigint",
+        "decimal",
+        "numeric",
+        "double",
+        "char",
+        "varchar",
+        "binary",
+        "varbinary",
+        "date",
+        "datetime",
+        "timestamp",
+        "time",
+        "year",
+    }
+)
+
+# mysqldump's own session setting; permissive enough to re-create any table the source accepted.
+SCHEMA_SQL_MODE = "NO_AUTO_VALUE_ON_ZERO"
+
+
+@dataclass(frozen=True)
+class ColumnInfo:
+    name: str
+    data_type: str  # lower-case base type: "int", "varchar", "datetime", ...
+    column_type: str  # full declaration: "int(10) unsigned", "decimal(12,4)", ...
+    nullable: bool
+    generated: bool  # VIRTUAL/STORED generated column
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    schema: str
+    name: str
+    engine: str
+    columns: tuple[ColumnInfo, ...]
+    key_columns: tuple[str, ...]  # primary key, else first NOT NULL unique key, else ()
+    key_name: str | None  # index name of key_columns ("PRIMARY", ...), None without a key
+    rows_estimate: int
+    avg_row_length: int
+    data_length: int
+
+    @property
+    def qualified_name(self) -> str:
+        """``schema.table`` for messages and journal keys (not quoted: not for SQL)."""
+        return f"{self.schema}.{self.name}"
+
+    @property
+    def sql_name(self) -> str:
+        return qualified(self.schema, self.name)
+
+    def column(self, name: str) -> ColumnInfo:
+        for col in self.columns:
+            if col.name == name:
+                return col
+        raise KeyError(name)
+
+    @property
+    def key_is_range_safe(self) -> bool:
+        """Whether the key can be split into ranges (see RANGE_SAFE_TYPES)."""
+        return bool(self.key_columns) and all(
+            self.column(c).data_type in RANGE_SAFE_TYPES for c in self.key_columns
+        )
+
+    @property
+    def is_transactional(self) -> bool:
+        return self.engine.lower() in TRANSACTIONAL_ENGINES
+
+
+def _placeholders(values: Sequence[object]) -> str:
+    return ", ".join(["%s"] * len(values))
+
+
+def base_tables(session: MySQLSession, schemas: Sequence[str]) -> list[TableInfo]:
+    """Every base table (no views, sequences or system-versioned tables) of ``schemas``, by name."""
+    if not schemas:
+        return []
+    ph = _placeholders(schemas)
+    tables = session.rows(
+        "SELECT TABLE_SCHEMA, TABLE_NAME, COALESCE(ENGINE, ''), COALESCE(TABLE_ROWS, 0),"
+        " COALESCE(AVG_ROW_LENGTH, 0), COALESCE(DATA_LENGTH, 0)"
+        f" FROM information_schema.TABLES WHERE TABLE_SCHEMA IN ({ph}) AND TABLE_TYPE = 'BASE TABLE'"
+        " ORDER BY TABLE_SCHEMA, TABLE_NAME",
+        list(schemas),
+    )
+    columns: dict[tuple[str, str], list[ColumnInfo]] = {}
+    for schema, table, name, data_type, column_type, nullable, extra in session.rows(
+        "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, EXTRA"
+        f" FROM information_schema.COLUMNS WHERE TABLE_SCHEMA IN ({ph})"
+        " ORDER BY TABLE_SCHEMA, TABLE_NAME, ORDINAL_POSITION",
+        list(schemas),
+    ):
+        generated = (
+            "VIRTUAL" in str(extra).upper()
+            or "STORED" in str(extra).upper()
+            or ("PERSISTENT" in str(extra).upper())
+        )
+        columns.setdefault((schema, table), []).append(
+            ColumnInfo(str(name), str(data_type).lower(), str(column_type), nullable == "YES", generated)
+        )
+    # Indexes in definition order (the order InnoDB uses to pick an implicit clustered key).
+    indexes: dict[tuple[str, str], dict[str, list[tuple[int, str, bool]]]] = {}
+    for schema, table, index, seq, column, sub_part in session.rows(
+        "SELECT TABLE_SCHEMA, TABLE_NAME, INDEX_NAME, SEQ_IN_INDEX, COLUMN_NAME, SUB_PART"
+        f" FROM information_schema.STATISTICS WHERE TABLE_SCHEMA IN ({ph}) AND NON_UNIQUE = 0",
+        list(schemas),
+    ):
+        by_name = indexes.setdefault((schema, table), {})
+        by_name.setdefault(str(index), []).append((int(seq), str(column), sub_part is not None))
+
+    result = []
+    for schema, table, engine, rows, avg, data in tables:
+        cols = tuple(columns.get((schema, table), []))
+        key_name, key_cols = _choose_key(cols, indexes.get((schema, table), {}))
+        result.append(
+            TableInfo(
+                schema=str(schema),
+                name=str(table),
+                engine=str(engine),
+                columns=cols,
+                key_columns=key_cols,
+                key_name=key_name,
+                rows_estimate=int(rows),
+                avg_row_length=int(avg),
+                data_length=int(data),
+            )
+        )
+    return result
+
+
+def _choose_key(
+    columns: Sequence[ColumnInfo], indexes: dict[str, list[tuple[int, str, bool]]]
+) -> tuple[str | None, tuple[str, ...]]:
+    nullable = {c.name for c in columns if c.nullable}
+    if "PRIMARY" in indexes:
+        return "PRIMARY", tuple(c for _, c, _ in sorted(indexes["PRIMARY"]))
+    for name, parts in indexes.items():
+        ordered = sorted(parts)
+        # A prefix index cannot deliver rows in full-column order, and NULLs are not unique.
+        if any(prefix for _, _, prefix in ordered) or any(c in nullable for _, c, _ in ordered):
+            continue
+        return name, tuple(c for _, c, _ in ordered)
+    return None, ()
+
+
+def table_info(session: MySQLSession, schema: str, table: str) -> TableInfo:
+    for info in base_tables(session, [schema]):
+        if info.name == table:
+            return info
+    raise PreflightFailed(f"table {schema}.{table} does not exist on {session.endpoint.describe()}")
+
+
+def non_transactional_tables(session: MySQLSession, schemas: Sequence[str]) -> list[TableInfo]:
+    """Base tables on engines without rollback (MyISAM, Aria, MEMORY, ...): preflight refuses them."""
+    return [t for t in base_tables(session, schemas) if not t.is_transactional]
+
+
+def target_is_empty(target: MySQLSession, schemas: Sequence[str]) -> list[str]:
+    """The ``schema.table`` names that already hold rows on the target (empty list: all empty)."""
+    return [
+        t.qualified_name
+        for t in base_tables(target, schemas)
+        if target.one(f"SELECT 1 FROM {t.sql_name} LIMIT 1") is not None
+    ]
+
+
+_AUTO_INCREMENT = re.compile(r" AUTO_INCREMENT=\d+")
+
+
+def _normalised_create(sql: str) -> str:
+    # The counter moves as rows arrive; it is not part of the table's definition.
+    return _AUTO_INCREMENT.sub("", sql)
+
+
+def _schema_charset(session: MySQLSession, schema: str) -> tuple[str, str] | None:
+    row = session.one(
+        "SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM information_schema.SCHEMATA"
+        " WHERE SCHEMA_NAME = %s",
+        (schema,),
+    )
+    return None if row is None else (str(row[0]), str(row[1]))
+
+
+def _show_create(session: MySQLSession, schema: str, table: str) -> str | None:
+    exists = session.one(
+        "SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s",
+        (schema, table),
+    )
+    if exists is None:
+        return None
+    row = session.one(f"SHOW CREATE TABLE {qualified(schema, table)}")
+    assert row is not None
+    return str(row[1])
+
+
+def copy_schema(snapshot: MySQLSession, target: MySQLSession, schemas: Sequence[str]) -> list[TableInfo]:
+    """Create ``schemas`` and their base tables on the target as on the snapshot; returns the tables.
+
+    Idempotent: an existing identical database or table is kept; a different one raises
+    PreflightFailed naming it, and nothing is dropped.
+    """
+    for session in (snapshot, target):
+        # Same output format and permissive defaults on both sides (what mysqldump does).
+        session.execute("SET SESSION sql_mode = %s", (SCHEMA_SQL_MODE,))
+    target.execute("SET SESSION foreign_key_checks = 0")  # tables reference each other in any order
+    tables = base_tables(snapshot, schemas)
+    for schema in schemas:
+        wanted = _schema_charset(snapshot, schema)
+        if wanted is None:
+            raise PreflightFailed(
+                f"schema {schema} does not exist on the snapshot {snapshot.endpoint.describe()}"
+            )
+        present = _schema_charset(target, schema)
+        if present is None:
+            target.execute(
+                f"CREATE DATABASE {quote_identifier(schema)} CHARACTER SET {wanted[0]} COLLATE {wanted[1]}"
+            )
+            log.info("schema.created", schema=schema, charset=wanted[0], collation=wanted[1])
+        elif present != wanted:
+            raise PreflightFailed(
+                f"schema {schema} exists on the target with {present[0]}/{present[1]},"
+                f" the snapshot has {wanted[0]}/{wanted[1]}",
+                hint="drop it on the target or point the migration at an empty target",
+            )
+    for table in tables:
+        create = _show_create(snapshot, table.schema, table.name)
+        assert create is not None
+        existing = _show_create(target, table.schema, table.name)
+        if existing is None:
+            target.execute(f"USE {quote_identifier(table.schema)}")
+            target.execute(create)
+            log.info("schema.table_created", table=table.qualified_name)
+        elif _normalised_create(existing) != _normalised_create(create):
+            raise PreflightFailed(
+                f"table {table.qualified_name} exists on the target with a different definition",
+                hint="drop it on the target (or make it identical) and run again",
+            )
+    return tables

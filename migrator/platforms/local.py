@@ -1,0 +1,196 @@
+"""The `local` platform: the source is a server we can reach; the snapshot replica is a mariadbd we start.
+
+It does for a local source what RDS does for `CreateDBInstanceReadReplica`: a consistent copy of
+the source with its binlog coordinates (mysqldump --single-transaction --master-data), then real
+replication from those coordinates. The replica process is detached (its own session) so it
+outlives an orchestrator killed mid-step, as an RDS instance would.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from migrator.config import Config
+from migrator.endpoint import Endpoint
+from migrator.errors import StepFailed
+from migrator.mysql.flavour import Flavour, detect
+from migrator.mysql.heartbeat import SCHEMA as HEARTBEAT_SCHEMA
+from migrator.mysql.session import MySQLSession, quote_identifier
+from migrator.platforms.local_server import LocalServer, build_template, find_binary
+from migrator.ports import ReplicaHandle, ReplicaState, SnapshotCoordinates
+from migrator.tools.defaults_file import DefaultsFile
+
+FOREVER_HOURS = 1_000_000  # expire_logs 0 means "never purge": report it as effectively unlimited
+
+
+class LocalPlatform:
+    name = "local"
+
+    def __init__(self, config: Config, *, log: Any) -> None:
+        self.config = config
+        self.log = log
+        self.root = config.workdir / "replicas"
+
+    # --- source -------------------------------------------------------------------------------
+    def _source(self) -> MySQLSession:
+        return MySQLSession(self.config.source)
+
+    def _flavour(self, session: MySQLSession) -> Flavour:
+        return detect(str(session.value("SELECT VERSION()")))
+
+    def binlog_retention_hours(self) -> int | None:
+        with self._source() as s:
+            seconds = int(s.variable("binlog_expire_logs_seconds") or 0)
+            days = float(s.variable("expire_logs_days") or 0)
+        if seconds == 0 and days == 0:
+            return FOREVER_HOURS
+        return int(seconds // 3600) if seconds else int(days * 24)
+
+    def set_binlog_retention_hours(self, hours: int) -> None:
+        with self._source() as s:
+            s.execute("SET GLOBAL binlog_expire_logs_seconds = %s", (hours * 3600,))
+
+    def set_source_read_only(self, read_only: bool) -> None:
+        with self._source() as s:
+            for sql in self._flavour(s).read_only_statements(read_only):
+                s.execute(sql)
+
+    # --- replica ------------------------------------------------------------------------------
+    def _server(self, identifier: str) -> LocalServer:
+        return LocalServer(
+            self.root / identifier,
+            server_id=self.config.replica.server_id,
+            port=self.config.replica.port,
+            log_bin=False,
+        )
+
+    def _created_marker(self, identifier: str) -> Path:
+        return self.root / identifier / ".replica-created"
+
+    def replica_handle(self, identifier: str) -> ReplicaHandle:
+        server = self._server(identifier)
+        if not self._created_marker(identifier).exists():
+            raise StepFailed(f"local replica {identifier!r} does not exist")
+        server.start()  # after a host reboot or a kill of the whole process group
+        endpoint = self.config.source.with_address("127.0.0.1", server.port)
+        return ReplicaHandle(identifier=identifier, endpoint=endpoint)
+
+    def create_replica(self, identifier: str) -> ReplicaHandle:
+        if self._created_marker(identifier).exists():
+            self.log.info("replica.adopted", replica=identifier)
+            return self.replica_handle(identifier)
+        server = self._server(identifier)
+        if server.datadir.exists():  # a creation that died half-way: start again from nothing
+            server.kill()
+            shutil.rmtree(server.datadir)
+        template = build_template(self.config.workdir / "template")
+        server.datadir.parent.mkdir(parents=True, exist_ok=True)
+        server.initialise_from(template)
+        server.start()
+        src = self.config.source
+        user, password = src.user, src.password.reveal()
+        conn = server.root()
+        try:
+            with conn.cursor() as cur:
+                cur.execute("CREATE USER IF NOT EXISTS %s@'%%' IDENTIFIED BY %s", (user, password))
+                cur.execute(f"GRANT ALL PRIVILEGES ON *.* TO {quote_identifier(user)}@'%' WITH GRANT OPTION")
+        finally:
+            conn.close()
+        with MySQLSession(src) as s:
+            flavour = self._flavour(s)
+        replica = MySQLSession(self.config.source.with_address("127.0.0.1", server.port))
+        try:
+            replica.execute(flavour.stop_replica_sql)
+            sql, args = flavour.change_source_sql(
+                host=src.host, port=src.port, user=user, password=password, log_file="", log_pos=4
+            )
+            # Host and credentials first: the dump's own CHANGE MASTER then sets only file and position.
+            sql = sql.split(", MASTER_LOG_FILE")[0].split(", SOURCE_LOG_FILE")[0]
+            replica.execute(sql, args[:4])
+            self._load_consistent_copy(flavour, replica.endpoint)
+            replica.execute(flavour.start_replica_sql)
+        finally:
+            replica.close()
+        self._created_marker(identifier).write_text("ok\n")
+        self.log.info("replica.created", replica=identifier, port=server.port)
+        return self.replica_handle(identifier)
+
+    def _load_consistent_copy(self, flavour: Flavour, replica: Endpoint) -> None:
+        schemas = [*self.config.migration.schemas, HEARTBEAT_SCHEMA]
+        secrets = self.config.secrets_dir
+        with DefaultsFile(self.config.source, parent=secrets) as src_cnf, DefaultsFile(replica, parent=secrets) as dst_cnf:
+            dump = subprocess.Popen(
+                [
+                    find_binary(*flavour.dump_tool), f"--defaults-extra-file={src_cnf}",
+                    "--single-transaction", "--master-data=1", "--routines", "--triggers", "--events",
+                    "--hex-blob", "--no-tablespaces", "--databases", *schemas,
+                ],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            )
+            load = subprocess.run(
+                [find_binary(*flavour.client_tool), f"--defaults-extra-file={dst_cnf}"],
+                stdin=dump.stdout, capture_output=True, check=False,
+            )
+            assert dump.stdout is not None
+            dump.stdout.close()
+            dump_err = dump.stderr.read() if dump.stderr else b""
+            dump.wait()
+        if dump.returncode != 0 or load.returncode != 0:
+            raise StepFailed(
+                "creating the local replica failed: "
+                + (dump_err.decode(errors="replace") + load.stderr.decode(errors="replace")).strip()[-1500:]
+            )
+
+    def replica_state(self, identifier: str) -> ReplicaState:
+        if not self._created_marker(identifier).exists():
+            return ReplicaState(exists=False, available=False, replicating=False, lag_seconds=None, promoted=False)
+        handle = self.replica_handle(identifier)
+        with MySQLSession(handle.endpoint) as s:
+            flavour = self._flavour(s)
+            rows = s.dicts(flavour.replica_status_sql)
+        if not rows:
+            return ReplicaState(exists=True, available=True, replicating=False, lag_seconds=None, promoted=True)
+        row = rows[0]
+        io, sql = flavour.replica_threads_running(row)
+        if not sql and flavour.replica_error(row):
+            raise StepFailed(f"replica {identifier!r} stopped with an error: {flavour.replica_error(row)}")
+        lag = flavour.replica_lag_seconds(row)
+        if io and sql and not flavour.replica_caught_up(row):
+            lag = max(lag or 0.0, 0.001)  # Seconds_Behind says 0 while events are still queued
+        return ReplicaState(exists=True, available=True, replicating=io and sql, lag_seconds=lag, promoted=False)
+
+    def stop_replication(self, identifier: str) -> SnapshotCoordinates:
+        handle = self.replica_handle(identifier)
+        with MySQLSession(handle.endpoint) as s:
+            flavour = self._flavour(s)
+            s.execute(flavour.stop_replica_sql)
+            rows = s.dicts(flavour.replica_status_sql)
+            if not rows:
+                raise StepFailed(
+                    f"replica {identifier!r} is already promoted and its coordinates were not recorded",
+                    hint="the snapshot cannot be used: `migrator cleanup` and start a new migration",
+                )
+            return flavour.replica_coordinates(rows[0])
+
+    def promote(self, identifier: str) -> None:
+        handle = self.replica_handle(identifier)
+        with MySQLSession(handle.endpoint) as s:
+            flavour = self._flavour(s)
+            s.execute(flavour.stop_replica_sql)
+            s.execute(flavour.reset_replica_all_sql)
+
+    def delete_replica(self, identifier: str, *, final_snapshot: bool) -> None:
+        server = self._server(identifier)
+        server.stop()
+        shutil.rmtree(server.datadir, ignore_errors=True)
+
+    def stop_all(self) -> None:
+        """Stop every local replica process (demo and test teardown)."""
+        if not self.root.exists():
+            return
+        for datadir in self.root.iterdir():
+            if datadir.is_dir():
+                LocalServer(datadir, server_id=self.config.replica.server_id).stop()

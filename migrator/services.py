@@ -1,0 +1,179 @@
+"""Long-lived work that spans steps: the binlog streamer (5..11), the applier (7..11), the heartbeat (5..9).
+
+The journal records which services *should* run; a resumed engine restarts them from their
+recorded positions before it continues, so a crash between steps costs nothing but a restart.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from migrator.config import Config
+from migrator.errors import StepFailed
+from migrator.journal import Journal
+from migrator.mysql.flavour import Flavour, detect
+from migrator.mysql.heartbeat import SCHEMA as HEARTBEAT_SCHEMA
+from migrator.mysql.heartbeat import HeartbeatWriter
+from migrator.mysql.session import MySQLSession
+from migrator.ports import SnapshotCoordinates
+from migrator.tools.binlog_applier import BinlogApplier
+from migrator.tools.binlog_streamer import BinlogStreamer
+
+STREAMER, APPLIER, HEARTBEAT = "streamer", "applier", "heartbeat"
+
+
+def snapshot_coordinates(journal: Journal) -> SnapshotCoordinates:
+    raw = journal.fact("snapshot")
+    if raw is None:
+        raise StepFailed("no snapshot coordinates recorded (step 3 has not run)")
+    return SnapshotCoordinates(file=raw["file"], position=int(raw["position"]), gtid=raw.get("gtid"))
+
+
+class ServiceSupervisor:
+    def __init__(self, config: Config, journal: Journal, *, log: Any) -> None:
+        self.config = config
+        self.journal = journal
+        self.log = log
+        self.streamer: BinlogStreamer | None = None
+        self.applier: BinlogApplier | None = None
+        self.heartbeat: HeartbeatWriter | None = None
+        self._applier_thread: threading.Thread | None = None
+        self._applier_stop = threading.Event()
+        self._flavours: dict[str, Flavour] = {}
+
+    def _flavour(self, which: str) -> Flavour:
+        if which not in self._flavours:
+            endpoint = self.config.source if which == "source" else self.config.target
+            with MySQLSession(endpoint) as s:
+                self._flavours[which] = detect(str(s.value("SELECT VERSION()")))
+        return self._flavours[which]
+
+    # --- lifecycle ----------------------------------------------------------------------------
+    def resume(self) -> None:
+        """Restart what the journal says should be running (after a crash or a reboot)."""
+        for name, (desired, _position) in sorted(self.journal.services().items()):
+            if desired == "running":
+                self.log.info("service.resume", service=name)
+                self.start(name)
+
+    def start(self, name: str) -> None:
+        self.journal.set_service(name, "running")
+        if name == STREAMER:
+            self._start_streamer()
+        elif name == APPLIER:
+            self._start_applier()
+        elif name == HEARTBEAT:
+            self._start_heartbeat()
+        else:  # pragma: no cover - names are constants
+            raise ValueError(name)
+
+    def stop(self, name: str) -> None:
+        """Stop for good: the journal says it should no longer run."""
+        self._halt(name)
+        self.journal.set_service(name, "stopped")
+
+    def shutdown(self) -> None:
+        """Process exit: stop everything but keep the desired state so a resume restarts it."""
+        for name in (HEARTBEAT, APPLIER, STREAMER):
+            self._halt(name)
+
+    def _halt(self, name: str) -> None:
+        if name == STREAMER and self.streamer is not None:
+            self.streamer.stop()
+            self._record_files()
+            self.streamer = None
+        elif name == APPLIER and self._applier_thread is not None:
+            self._applier_stop.set()
+            self._applier_thread.join(timeout=60)
+            self._applier_thread = None
+            self._mirror_position()
+        elif name == HEARTBEAT and self.heartbeat is not None:
+            self.heartbeat.stop()
+            self.heartbeat = None
+
+    def _start_streamer(self) -> None:
+        if self.streamer is not None and self.streamer.is_running():
+            return
+        coords = snapshot_coordinates(self.journal)
+        self.streamer = BinlogStreamer(
+            self.config.source,
+            self.config.archive_dir,
+            self._flavour("source"),
+            self.config.binlog.streamer_server_id,
+            secrets_dir=self.config.secrets_dir,
+            log=self.log.bind(service=STREAMER),
+        )
+        self.streamer.start(coords.file)
+
+    def _make_applier(self) -> BinlogApplier:
+        if self.applier is None:
+            self.applier = BinlogApplier(
+                self.config.target,
+                self.config.archive_dir,
+                self._flavour("source"),
+                schemas=frozenset([*self.config.migration.schemas, HEARTBEAT_SCHEMA]),
+                start=snapshot_coordinates(self.journal),
+                secrets_dir=self.config.secrets_dir,
+                group_commit=self.config.sync.group_commit,
+                log=self.log.bind(service=APPLIER),
+            )
+        return self.applier
+
+    def _start_applier(self) -> None:
+        if self._applier_thread is not None and self._applier_thread.is_alive():
+            return
+        applier = self._make_applier()
+        applier.ensure_position_table()
+        self._applier_stop = threading.Event()
+        self._applier_thread = threading.Thread(
+            target=applier.run, args=(self._applier_stop,), name="applier", daemon=True
+        )
+        self._applier_thread.start()
+
+    def _start_heartbeat(self) -> None:
+        if self.heartbeat is not None and self.heartbeat.is_running():
+            return
+        self.heartbeat = HeartbeatWriter(
+            self.config.source, self.config.sync.heartbeat_seconds, log=self.log.bind(service=HEARTBEAT)
+        )
+        self.heartbeat.start()
+
+    # --- supervision --------------------------------------------------------------------------
+    def check(self) -> None:
+        """Called between steps and while steps wait: restart a dead streamer, surface applier errors."""
+        if self.streamer is not None:
+            if self.streamer.ensure_running():
+                self.journal.event("service.restarted", None, service=STREAMER)
+            self._record_files()
+        if self._applier_thread is not None:
+            applier = self._make_applier()
+            if applier.error is not None:
+                error = applier.error
+                self._applier_thread = None
+                raise StepFailed(f"the binlog applier stopped: {error}") from error
+            if not self._applier_thread.is_alive():
+                self.log.warning("service.restart", service=APPLIER)
+                self._start_applier()
+            self._mirror_position()
+
+    def _record_files(self) -> None:
+        if self.streamer is not None:
+            self.journal.record_binlog_files([(f.name, f.size) for f in self.streamer.archived_files()])
+
+    def _mirror_position(self) -> None:
+        if self.applier is None:
+            return
+        try:
+            file, pos = self.applier.applied_position()
+        except Exception as exc:  # the target may be restarting; the next tick mirrors it
+            self.log.debug("service.position_unavailable", error=str(exc))
+            return
+        self.journal.service_position(APPLIER, [file, pos])
+
+    def applied_position(self) -> tuple[str, int]:
+        return self._make_applier().applied_position()
+
+    def apply_until_caught_up(self) -> None:
+        """One synchronous pass (used when the service is stopped but the archive has more)."""
+        self._make_applier().apply_available()

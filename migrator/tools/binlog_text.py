@@ -1,0 +1,354 @@
+"""Parse `mariadb-binlog` / `mysqlbinlog` text output into session statements and whole transactions.
+
+The tool prints each event as comment lines (``# at N``, then ``#YYMMDD hh:mm:ss server id S
+end_log_pos E ... <event>``) followed by the statements that replay it, each ended by the current
+DELIMITER. We work on bytes because row images and statement text need not be UTF-8.
+
+A unit is only yielded once the event that completes it has been printed, and a stream that ends
+without the tool's footer (``# End of log file``) drops its last, possibly half-printed event, so a
+truncated tail (a file still being written) never yields anything incomplete.
+
+Dropped on purpose, with the reason:
+- ``DELIMITER x``: a mysql-client command; we track it to split statements.
+- ``use `db```: not yielded; the default database is attached to each Query event's text, so the
+  applier issues ``USE`` only for statements it actually runs (a skipped schema may not exist on the target).
+- ``ROLLBACK`` printed with a Format_description event and the trailing ``ROLLBACK /* added by
+  mysqlbinlog */``: they close a transaction the pipe may have left open; the applier never leaves one open.
+- ``START TRANSACTION`` / ``BEGIN`` / ``COMMIT`` / Xid: the applier brackets (groups of) transactions itself.
+Translated: ``/*!\\C cs */`` (the mysql client's charset command, which the server cannot parse) becomes
+``SET NAMES cs``; the tool always follows it with ``SET @@session.character_set_client=...``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+FOOTER = b"# End of log file"
+
+_AT = re.compile(rb"^# at (\d+)\s*$")
+_HEADER = re.compile(
+    rb"^#\d{6}\s+\d{1,2}:\d{2}:\d{2}\s+server id\s+(\d+)\s+end_log_pos\s+(\d+)"
+    rb"(?:\s+CRC32\s+0x[0-9a-fA-F]+)?\s*(.*)$"
+)
+_QUOTED = rb"`((?:[^`]|``)*)`"
+_TABLE_MAP = re.compile(rb"Table_map:\s+" + _QUOTED + rb"\." + _QUOTED + rb"\s+mapped to number")
+_GTID_MARIADB = re.compile(rb"^GTID\s+(\d+-\d+-\d+)(.*)$")
+_GTID_NEXT = re.compile(rb"SET\s+@@SESSION\.GTID_NEXT\s*=\s*'([^']+)'", re.IGNORECASE)
+_USE = re.compile(rb"^use\s+(?:" + _QUOTED + rb"|(\S+))\s*$", re.IGNORECASE)
+_CHARSET_COMMAND = re.compile(rb"^/\*!\\C\s+(\w+)\s*\*/$")
+_DELIMITER = re.compile(rb"^delimiter\s+(\S+)", re.IGNORECASE)
+_DML = re.compile(rb"^\s*(?:insert|update|delete|replace|load|call|do|select|with)\b", re.IGNORECASE)
+
+# Events that change nothing on replay: the position may move past them.
+_MARKER_EVENTS = (b"Gtid list", b"Binlog checkpoint", b"Rotate", b"Stop", b"Start_encryption",
+                  b"Previous-GTIDs", b"Heartbeat")
+_ROW_EVENTS = (b"Write_rows", b"Update_rows", b"Delete_rows", b"Partial_update_rows", b"Rows_query")
+_CONTEXT_EVENTS = (b"User_var", b"Intvar", b"Rand")
+
+
+class BinlogParseError(ValueError):
+    """The text does not have the shape this parser knows; applying on would risk a wrong result."""
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One statement of a transaction. ``db`` is the default database of a Query event's text."""
+
+    sql: bytes
+    db: str | None = None
+    is_query: bool = False  # the text of a Query event (statement-based DML or DDL), not a SET or BINLOG
+
+
+@dataclass(frozen=True)
+class SessionStatement:
+    """Session state to set before what follows (SET ..., the format description's BINLOG)."""
+
+    sql: bytes
+    is_format_description: bool = False
+
+
+@dataclass(frozen=True)
+class Transaction:
+    """A complete source transaction, or one standalone Query event (DDL) when ``is_ddl``."""
+
+    start_pos: int
+    end_pos: int  # end_log_pos of the commit event (Xid / COMMIT query) or of the DDL's Query event
+    statements: tuple[Statement, ...]
+    gtid: str | None = None
+    tables: frozenset[tuple[str, str]] = frozenset()  # (schema, table) from Table_map events
+    is_ddl: bool = False
+    rolled_back: bool = False  # ended by a ROLLBACK query (only non-transactional changes were logged)
+
+    @property
+    def queries(self) -> tuple[Statement, ...]:
+        return tuple(s for s in self.statements if s.is_query)
+
+
+@dataclass(frozen=True)
+class PositionMarker:
+    """An event with nothing to replay (rotate, checkpoint, format description): the position may pass it."""
+
+    end_pos: int
+    event: str
+
+
+@dataclass(frozen=True)
+class Incident:
+    """The source logged an incident (lost events): a replica must stop here."""
+
+    end_pos: int
+    text: str
+
+
+Unit = SessionStatement | Transaction | PositionMarker | Incident
+
+
+def _unquote(raw: bytes) -> str:
+    return raw.replace(b"``", b"`").decode("utf-8", "surrogateescape")
+
+
+@dataclass
+class _Event:
+    at: int
+    end_pos: int
+    text: bytes  # what follows end_log_pos/CRC on the header line, e.g. b"Xid = 7"
+    statements: list[bytes] = field(default_factory=list)
+
+    def kind(self, *prefixes: bytes) -> bool:
+        return self.text.startswith(prefixes)
+
+
+@dataclass
+class _OpenTransaction:
+    start_pos: int
+    gtid: str | None
+    statements: list[Statement] = field(default_factory=list)
+    tables: set[tuple[str, str]] = field(default_factory=set)
+
+    def close(self, end_pos: int, *, rolled_back: bool = False) -> Transaction:
+        return Transaction(
+            start_pos=self.start_pos,
+            end_pos=end_pos,
+            statements=tuple(self.statements),
+            gtid=self.gtid,
+            tables=frozenset(self.tables),
+            is_ddl=False,
+            rolled_back=rolled_back,
+        )
+
+
+@dataclass(frozen=True)
+class _PendingGtid:
+    gtid: str | None
+    start_pos: int
+    flagged_ddl: bool
+
+
+def _keyword(sql: bytes) -> bytes:
+    return sql.strip().rstrip(b";").strip().upper()
+
+
+class _Parser:
+    def __init__(self) -> None:
+        self.delimiter = b";"
+        self.statement_lines: list[bytes] = []
+        self.event: _Event | None = None
+        self.last_at = 0
+        self.default_db: str | None = None
+        self.tx: _OpenTransaction | None = None
+        self.pending_gtid: _PendingGtid | None = None  # a GTID event whose Query event is still to come
+        self.footer_seen = False
+
+    # --- lines -------------------------------------------------------------------------------
+    def feed(self, line: bytes) -> Iterator[Unit]:
+        line = line.rstrip(b"\n")
+        if self.statement_lines:
+            yield from self._statement_line(line)
+            return
+        if line.startswith(b"#"):
+            yield from self._comment(line)
+            return
+        if not line.strip():
+            return
+        delimiter = _DELIMITER.match(line)
+        if delimiter:
+            self.delimiter = delimiter.group(1)
+            return
+        yield from self._statement_line(line)
+
+    def _statement_line(self, line: bytes) -> Iterator[Unit]:
+        self.statement_lines.append(line)
+        if not line.endswith(self.delimiter):
+            return
+        text = b"\n".join(self.statement_lines)[: -len(self.delimiter)]
+        self.statement_lines = []
+        text = text[:-1] if text.endswith(b"\n") else text
+        yield from self._statement(text)
+
+    def _comment(self, line: bytes) -> Iterator[Unit]:
+        at = _AT.match(line)
+        if at:
+            self.last_at = int(at.group(1))
+            return
+        header = _HEADER.match(line)
+        if header:
+            yield from self._close_event()
+            self.event = _Event(at=self.last_at, end_pos=int(header.group(2)), text=header.group(3).strip())
+            return
+        if line.startswith(FOOTER):
+            yield from self._close_event()
+            self.footer_seen = True
+
+    def _statement(self, sql: bytes) -> Iterator[Unit]:
+        if self.event is not None:
+            self.event.statements.append(sql)
+            return
+        # Outside any event: the tool's preamble and trailer (PSEUDO_SLAVE_MODE, COMPLETION_TYPE).
+        if _keyword(sql).startswith(b"ROLLBACK"):
+            return
+        yield SessionStatement(sql)
+
+    def finish(self) -> Iterator[Unit]:
+        if self.footer_seen:
+            return
+        # No footer: the tool stopped mid-output; the last event may be half printed. Drop it.
+        self.event = None
+        self.statement_lines = []
+        yield from ()
+
+    # --- events ------------------------------------------------------------------------------
+    def _close_event(self) -> Iterator[Unit]:
+        event, self.event = self.event, None
+        if event is None:
+            return
+        if event.kind(b"Start:", b"Format_desc"):
+            yield from self._format_description(event)
+        elif event.kind(b"GTID", b"Anonymous_GTID"):
+            yield from self._gtid(event)
+        elif event.kind(b"Query"):
+            yield from self._query(event)
+        elif event.kind(b"Xid", b"XID"):
+            if self.tx is not None:
+                tx, self.tx = self.tx, None
+                yield tx.close(event.end_pos)
+        elif event.kind(b"Table_map"):
+            match = _TABLE_MAP.search(event.text)
+            if match is None:
+                raise BinlogParseError(f"unreadable Table_map header at {event.at}: {event.text[:200]!r}")
+            if self.tx is not None:
+                self.tx.tables.add((_unquote(match.group(1)), _unquote(match.group(2))))
+        elif event.kind(*_ROW_EVENTS):
+            if event.statements:
+                if self.tx is None:
+                    raise BinlogParseError(f"row event outside a transaction at {event.at}")
+                self.tx.statements.extend(Statement(s) for s in event.statements)
+        elif event.kind(b"Annotate_rows"):
+            return
+        elif event.kind(*_CONTEXT_EVENTS):
+            yield from self._context(event.statements)
+        elif event.kind(b"Incident"):
+            yield Incident(event.end_pos, event.text.decode("utf-8", "replace"))
+        elif event.kind(*_MARKER_EVENTS):
+            if self.tx is None:
+                yield PositionMarker(event.end_pos, event.text.split(b":")[0].decode("ascii", "replace"))
+        elif event.statements:
+            raise BinlogParseError(
+                f"event {event.text[:80]!r} at {event.at} has statements this parser cannot replay"
+            )
+
+    def _context(self, statements: list[bytes]) -> Iterator[Unit]:
+        """SETs that precede a statement (user variables, INSERT_ID): inside a transaction or before a DDL."""
+        for sql in statements:
+            if self.tx is not None:
+                self.tx.statements.append(Statement(sql))
+            else:
+                yield SessionStatement(sql)
+
+    def _format_description(self, event: _Event) -> Iterator[Unit]:
+        # A new file (or the tool's reprint of the file's header): a transaction still open came
+        # from a source that crashed mid-write and was rolled back there.
+        self.tx = None
+        self.pending_gtid = None
+        for sql in event.statements:
+            if _keyword(sql).startswith(b"ROLLBACK"):
+                continue
+            yield SessionStatement(sql, is_format_description=sql.lstrip().upper().startswith(b"BINLOG"))
+        yield PositionMarker(event.end_pos, "Format_desc")
+
+    def _gtid(self, event: _Event) -> Iterator[Unit]:
+        self.tx = None  # a GTID while a transaction is open: the previous one never committed
+        match = _GTID_MARIADB.match(event.text)
+        gtid = match.group(1).decode("ascii") if match else None
+        starts_transaction = False
+        for sql in event.statements:
+            if _keyword(sql) in (b"START TRANSACTION", b"BEGIN"):
+                starts_transaction = True
+                continue
+            next_gtid = _GTID_NEXT.search(sql)  # MySQL prints its GTID as SET GTID_NEXT
+            if next_gtid and next_gtid.group(1).upper() not in (b"AUTOMATIC", b"ANONYMOUS"):
+                gtid = next_gtid.group(1).decode("ascii")
+            yield SessionStatement(sql)
+        if starts_transaction:
+            self.tx = _OpenTransaction(event.at, gtid)
+            self.pending_gtid = None
+        else:
+            flagged_ddl = bool(match and b"ddl" in match.group(2).split())
+            self.pending_gtid = _PendingGtid(gtid, event.at, flagged_ddl)
+
+    def _query_parts(self, event: _Event) -> tuple[list[bytes], bytes | None]:
+        """A Query event prints ``use``, session SETs, then its text last."""
+        prefix: list[bytes] = []
+        for sql in event.statements:
+            use = _USE.match(sql)
+            if use:
+                self.default_db = _unquote(use.group(1) if use.group(1) is not None else use.group(2))
+                continue
+            charset = _CHARSET_COMMAND.match(sql)
+            prefix.append(b"SET NAMES " + charset.group(1) if charset else sql)
+        if not prefix:
+            return [], None
+        return prefix[:-1], prefix[-1]
+
+    def _query(self, event: _Event) -> Iterator[Unit]:
+        prefix, text = self._query_parts(event)
+        if text is None:
+            return
+        keyword = _keyword(text)
+        if self.tx is not None:
+            self.tx.statements.extend(Statement(s) for s in prefix)
+            if keyword == b"COMMIT":
+                tx, self.tx = self.tx, None
+                yield tx.close(event.end_pos)
+            elif keyword == b"ROLLBACK":
+                tx, self.tx = self.tx, None
+                yield tx.close(event.end_pos, rolled_back=True)
+            else:
+                self.tx.statements.append(Statement(text, self.default_db, is_query=True))
+            return
+        for sql in prefix:
+            yield SessionStatement(sql)
+        pending, self.pending_gtid = self.pending_gtid, None
+        start_pos = pending.start_pos if pending else event.at
+        gtid = pending.gtid if pending else None
+        if keyword in (b"BEGIN", b"START TRANSACTION"):
+            self.tx = _OpenTransaction(start_pos, gtid)
+            return
+        if keyword in (b"COMMIT", b"ROLLBACK"):
+            return  # a stray end (the stream started inside a transaction): nothing to replay
+        yield Transaction(
+            start_pos=start_pos,
+            end_pos=event.end_pos,
+            statements=(Statement(text, self.default_db, is_query=True),),
+            gtid=gtid,
+            is_ddl=(pending.flagged_ddl if pending else False) or not _DML.match(text),
+        )
+
+
+def parse(lines: Iterable[bytes]) -> Iterator[Unit]:
+    """Units in stream order from the tool's output lines (bytes, with or without trailing newlines)."""
+    parser = _Parser()
+    for line in lines:
+        yield from parser.feed(line)
+    yield from parser.finish()

@@ -1,0 +1,426 @@
+"""Copy chunks from the frozen snapshot to the target: ``mariadb-dump --where=<range> | mariadb``.
+
+Each chunk is one target transaction (``--no-autocommit`` wraps the dump in ``autocommit=0 ...
+COMMIT``), loaded straight from one process's stdout into the other's stdin: no files, no Python
+relay. The ledger (the journal) hears ``mark_done`` only after the target committed, so a crash in
+between leaves committed rows; that is why every attempt first deletes the chunk's key range.
+
+Ledger calls are made from the calling thread only, so the journal's SQLite connection never
+crosses threads; workers only run the pipes.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+import structlog
+
+from migrator.endpoint import Endpoint
+from migrator.errors import StepFailed
+from migrator.mysql.chunking import SESSION_TIME_ZONE, Chunk
+from migrator.mysql.flavour import Flavour
+from migrator.mysql.session import MySQLSession, is_transient, qualified
+from migrator.platforms.local_server import find_binary
+from migrator.tools.defaults_file import DefaultsFile
+
+# Error numbers in a tool's stderr that are worth one more attempt of the same chunk.
+TRANSIENT_TOOL_ERRORS = ("ERROR 2013", "ERROR 2006", "ERROR 2002", "ERROR 2003", "ERROR 1205", "ERROR 1213")
+# Client-side packet limit for both tools; the target server's max_allowed_packet still applies.
+MAX_ALLOWED_PACKET = "1G"
+STDERR_LIMIT = 4000
+
+
+class ChunkLedger(Protocol):
+    """Where chunk progress is recorded (the journal's copy_chunk table)."""
+
+    def is_done(self, chunk_id: str) -> bool: ...
+
+    def mark_started(self, chunk: Chunk) -> None: ...
+
+    def mark_done(self, chunk: Chunk, rows: int, bytes: int) -> None: ...
+
+
+class MemoryLedger:
+    """An in-memory ChunkLedger, for tests and one-off copies."""
+
+    def __init__(self) -> None:
+        self.started: list[str] = []
+        self.done: dict[str, tuple[int, int]] = {}
+
+    def is_done(self, chunk_id: str) -> bool:
+        return chunk_id in self.done
+
+    def mark_started(self, chunk: Chunk) -> None:
+        self.started.append(chunk.chunk_id())
+
+    def mark_done(self, chunk: Chunk, rows: int, bytes: int) -> None:
+        self.done[chunk.chunk_id()] = (rows, bytes)
+
+
+class ChunkCopyFailed(StepFailed):
+    def __init__(self, chunk: Chunk, detail: str) -> None:
+        super().__init__(
+            f"copying {chunk.qualified_name} {chunk.describe_range()} failed: {detail}",
+            hint="fix the cause and run again: done chunks are kept, this one is deleted and reloaded",
+        )
+        self.chunk = chunk
+
+
+@dataclass(frozen=True)
+class ChunkResult:
+    chunk: Chunk
+    rows: int  # rows in the chunk's range on the target after commit
+    bytes: int  # bytes of SQL the dump process wrote (see _written_bytes); 0 if not measurable
+    seconds: float
+    attempts: int
+
+
+@dataclass(frozen=True)
+class CopyProgress:
+    chunks_total: int
+    chunks_done: int  # copied in this run
+    chunks_skipped: int  # already done according to the ledger
+    rows: int
+    bytes: int
+    elapsed: float
+    eta_seconds: float | None
+
+    @property
+    def fraction(self) -> float:
+        todo = self.chunks_total - self.chunks_skipped
+        return 1.0 if todo <= 0 else self.chunks_done / todo
+
+
+@dataclass(frozen=True)
+class CopyReport:
+    rows: int
+    bytes: int
+    seconds: float
+    chunks_done: int
+    chunks_skipped: int
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def mb_per_second(self) -> float:
+        return self.bytes / 1e6 / self.seconds if self.seconds > 0 else 0.0
+
+
+def _pdeathsig_prefix() -> list[str]:
+    # If the orchestrator is killed, a left-over pipe must not commit a chunk later, behind the
+    # back of the resumed run; setpriv makes the kernel kill each tool with its parent thread.
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "KILL", "--"] if setpriv else []
+
+
+def _written_bytes(pid: int) -> int | None:
+    """Bytes the process wrote (``wchar`` in /proc/PID/io): its SQL on stdout plus its short stderr.
+
+    Read after the process exited but before it is reaped (waitid WNOWAIT), so the count is final.
+    """
+    try:
+        with open(f"/proc/{pid}/io") as fh:
+            for line in fh:
+                if line.startswith("wchar:"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def _wait_unreaped(
+    proc: subprocess.Popen[bytes], deadline: float | None, monotonic: Callable[[], float]
+) -> None:
+    """Wait for exit without reaping, so /proc/PID/io still exists; kill the pipe on the deadline."""
+    if deadline is None:
+        os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
+        return
+    while True:
+        info = os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT | os.WNOHANG)
+        if info is not None:
+            return
+        if monotonic() > deadline:
+            raise TimeoutError
+        time.sleep(0.05)
+
+
+def _tail(fh: IO[bytes]) -> str:
+    fh.seek(0)
+    return fh.read().decode("utf-8", "replace").strip()[-STDERR_LIMIT:]
+
+
+class ChunkCopier:
+    """Copies chunks with ``workers`` pipes in parallel; skips chunks the ledger says are done."""
+
+    def __init__(
+        self,
+        snapshot: Endpoint,
+        target: Endpoint,
+        flavour: Flavour,
+        *,
+        workers: int,
+        ledger: ChunkLedger,
+        secrets_dir: Path,
+        on_progress: Callable[[CopyProgress], None] | None = None,
+        log: Any = None,
+        attempts: int = 2,
+        chunk_timeout: float | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if workers < 1:
+            raise ValueError("workers must be at least 1")
+        self.snapshot = snapshot
+        self.target = target
+        self.flavour = flavour
+        self.workers = workers
+        self.ledger = ledger
+        self.secrets_dir = secrets_dir
+        self.on_progress = on_progress
+        self.log = log if log is not None else structlog.get_logger()
+        self.attempts = max(1, attempts)
+        self.chunk_timeout = chunk_timeout
+        self.monotonic = monotonic
+        self._dump_tool = find_binary(*flavour.dump_tool)
+        self._client_tool = find_binary(*flavour.client_tool)
+        self._prefix = _pdeathsig_prefix()
+        self._local = threading.local()
+        self._sessions: list[MySQLSession] = []
+        self._sessions_lock = threading.Lock()
+
+    # --- argv --------------------------------------------------------------------------------
+    def dump_argv(self, defaults: Path, chunk: Chunk) -> list[str]:
+        return [
+            *self._prefix,
+            self._dump_tool,
+            f"--defaults-extra-file={defaults}",
+            "--no-create-info",
+            "--skip-triggers",
+            "--no-autocommit",
+            "--skip-lock-tables",
+            "--skip-add-locks",
+            "--skip-disable-keys",
+            "--hex-blob",
+            "--skip-comments",
+            "--no-tablespaces",
+            "--default-character-set=utf8mb4",
+            f"--max-allowed-packet={MAX_ALLOWED_PACKET}",
+            # --compact is deliberately absent: it drops the SET TIME_ZONE='+00:00' header.
+            f"--where={chunk.where_sql()}",
+            chunk.schema,
+            chunk.table,
+        ]
+
+    def load_argv(self, defaults: Path, chunk: Chunk) -> list[str]:
+        return [
+            *self._prefix,
+            self._client_tool,
+            f"--defaults-extra-file={defaults}",
+            "--default-character-set=utf8mb4",
+            f"--max-allowed-packet={MAX_ALLOWED_PACKET}",
+            "--batch",
+            chunk.schema,
+        ]
+
+    # --- target session per worker thread ----------------------------------------------------
+    def _target_session(self) -> MySQLSession:
+        session: MySQLSession | None = getattr(self._local, "session", None)
+        if session is None:
+            session = MySQLSession(self.target)
+            # UTC like the dump's own session; no FK actions while we clear a range we reload.
+            session.execute("SET SESSION time_zone = %s", (SESSION_TIME_ZONE,))
+            session.execute("SET SESSION foreign_key_checks = 0")
+            self._local.session = session
+            with self._sessions_lock:
+                self._sessions.append(session)
+        return session
+
+    def _drop_target_session(self) -> None:
+        session: MySQLSession | None = getattr(self._local, "session", None)
+        if session is not None:
+            session.close()
+            self._local.session = None
+
+    # --- one chunk ---------------------------------------------------------------------------
+    def clear_range(self, chunk: Chunk) -> int:
+        """Delete what an earlier attempt may have committed in the chunk's range."""
+        return self._target_session().execute(
+            f"DELETE FROM {qualified(chunk.schema, chunk.table)} WHERE {chunk.where_sql()}"
+        )
+
+    def count_range(self, chunk: Chunk) -> int:
+        return int(
+            self._target_session().value(
+                f"SELECT COUNT(*) FROM {qualified(chunk.schema, chunk.table)} WHERE {chunk.where_sql()}"
+            )
+        )
+
+    def _pipe(self, chunk: Chunk, dump_cnf: Path, load_cnf: Path) -> int:
+        """Run dump | load for one chunk; returns the dump's written bytes. Raises ChunkCopyFailed."""
+        deadline = None if self.chunk_timeout is None else self.monotonic() + self.chunk_timeout
+        with tempfile.TemporaryFile() as dump_err, tempfile.TemporaryFile() as load_err:
+            dump = subprocess.Popen(
+                self.dump_argv(dump_cnf, chunk),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=dump_err,
+            )
+            try:
+                load = subprocess.Popen(
+                    self.load_argv(load_cnf, chunk),
+                    stdin=dump.stdout,
+                    stdout=subprocess.DEVNULL,
+                    stderr=load_err,
+                )
+            except BaseException:
+                dump.kill()
+                dump.wait()
+                raise
+            assert dump.stdout is not None
+            dump.stdout.close()  # the loader owns the read end; if it dies the dump gets SIGPIPE
+            timed_out = False
+            try:
+                _wait_unreaped(dump, deadline, self.monotonic)
+                written = _written_bytes(dump.pid)
+                dump_rc = dump.wait()
+                _wait_unreaped(load, deadline, self.monotonic)
+                load_rc = load.wait()
+            except TimeoutError:
+                timed_out = True
+                for proc in (dump, load):
+                    proc.kill()
+                dump_rc, load_rc, written = dump.wait(), load.wait(), None
+            except BaseException:
+                for proc in (dump, load):
+                    proc.kill()
+                    proc.wait()
+                raise
+            dump_text, load_text = _tail(dump_err), _tail(load_err)
+        if timed_out:
+            raise ChunkCopyFailed(chunk, f"timed out after {self.chunk_timeout} s")
+        if dump_rc != 0 or load_rc != 0:
+            parts = []
+            if dump_rc != 0:
+                parts.append(f"{Path(self._dump_tool).name} exited {dump_rc}: {dump_text or '(no stderr)'}")
+            if load_rc != 0:
+                parts.append(f"{Path(self._client_tool).name} exited {load_rc}: {load_text or '(no stderr)'}")
+            raise ChunkCopyFailed(chunk, "; ".join(parts))
+        if dump_text or load_text:
+            # Both exited 0, so the chunk committed; what they said is kept for the operator.
+            self.log.warning("copy.tool_stderr", chunk=chunk.chunk_id(), dump=dump_text, load=load_text)
+        return written if written is not None else 0
+
+    def copy_chunk(self, chunk: Chunk, dump_cnf: Path, load_cnf: Path) -> ChunkResult:
+        """Clear the range, load it in one transaction, count it. Retries transient failures."""
+        started = self.monotonic()
+        for attempt in range(1, self.attempts + 1):
+            try:
+                cleared = self.clear_range(chunk)
+                if cleared:
+                    self.log.info("copy.chunk_cleared", chunk=chunk.chunk_id(), rows=cleared)
+                written = self._pipe(chunk, dump_cnf, load_cnf)
+                rows = self.count_range(chunk)
+            except Exception as exc:
+                transient = is_transient(exc) or (
+                    isinstance(exc, ChunkCopyFailed)
+                    and any(code in exc.message for code in TRANSIENT_TOOL_ERRORS)
+                )
+                self._drop_target_session()
+                if transient and attempt < self.attempts:
+                    self.log.warning(
+                        "copy.chunk_retry", chunk=chunk.chunk_id(), attempt=attempt, error=str(exc)
+                    )
+                    continue
+                if isinstance(exc, ChunkCopyFailed):
+                    raise
+                raise ChunkCopyFailed(chunk, f"{type(exc).__name__}: {exc}") from exc
+            return ChunkResult(chunk, rows, written, self.monotonic() - started, attempt)
+        raise AssertionError("unreachable")
+
+    # --- many chunks -------------------------------------------------------------------------
+    def copy(self, chunks: Sequence[Chunk]) -> CopyReport:
+        started = self.monotonic()
+        pending = [c for c in chunks if not self.ledger.is_done(c.chunk_id())]
+        skipped = len(chunks) - len(pending)
+        rows = written = done = 0
+        self.log.info("copy.start", chunks=len(chunks), skipped=skipped, workers=self.workers)
+
+        def progress() -> None:
+            if self.on_progress is None:
+                return
+            elapsed = self.monotonic() - started
+            left = len(pending) - done
+            eta = elapsed / done * left if done else None
+            self.on_progress(CopyProgress(len(chunks), done, skipped, rows, written, elapsed, eta))
+
+        progress()
+        failure: BaseException | None = None
+        with ExitStack() as stack:
+            dump_cnf = stack.enter_context(DefaultsFile(self.snapshot, parent=self.secrets_dir))
+            load_cnf = stack.enter_context(DefaultsFile(self.target, parent=self.secrets_dir))
+            pool = stack.enter_context(
+                ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="copy")
+            )
+            in_flight: set[Future[ChunkResult]] = set()
+            queue = list(reversed(pending))
+            try:
+                while (queue and failure is None) or in_flight:
+                    while queue and failure is None and len(in_flight) < self.workers:
+                        chunk = queue.pop()
+                        self.ledger.mark_started(chunk)
+                        in_flight.add(pool.submit(self.copy_chunk, chunk, dump_cnf, load_cnf))
+                    finished, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        try:
+                            result = future.result()
+                        except BaseException as exc:
+                            # Let running chunks finish (and be recorded); start no new ones.
+                            failure = failure or exc
+                            continue
+                        self.ledger.mark_done(result.chunk, result.rows, result.bytes)
+                        rows += result.rows
+                        written += result.bytes
+                        done += 1
+                        self.log.debug(
+                            "copy.chunk_done",
+                            chunk=result.chunk.chunk_id(),
+                            rows=result.rows,
+                            bytes=result.bytes,
+                            seconds=round(result.seconds, 3),
+                        )
+                        progress()
+            finally:
+                pool.shutdown(wait=True)
+                with self._sessions_lock:
+                    for session in self._sessions:
+                        session.close()
+                    self._sessions.clear()
+        seconds = self.monotonic() - started
+        if failure is not None:
+            self.log.error("copy.failed", chunks_done=done, error=str(failure))
+            raise failure
+        report = CopyReport(
+            rows=rows, bytes=written, seconds=seconds, chunks_done=done, chunks_skipped=skipped
+        )
+        self.log.info(
+            "copy.done",
+            rows=rows,
+            bytes=written,
+            seconds=round(seconds, 3),
+            chunks_done=done,
+            chunks_skipped=skipped,
+            rows_per_second=round(report.rows_per_second),
+        )
+        return report

@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# Set up migrator on a fresh Debian/Ubuntu machine and run it. The README's two set-up commands:
+#
+#   bash scripts/bootstrap.sh demo [ARGS...]   # the embedded default: a whole migration on local servers
+#   bash scripts/bootstrap.sh test [ARGS...]   # ruff, mypy, then pytest (ARGS go to pytest)
+#
+# Installs what is missing (MariaDB server and client binaries, python3-venv) with apt as root or
+# through sudo, creates .venv, installs the package with its test extras when pyproject.toml
+# changed, then runs. It never starts or stops the system MariaDB service: the demo and the tests
+# run their own throwaway mariadbd processes on loopback ports.
+set -euo pipefail
+
+usage() {
+  echo "usage: bash scripts/bootstrap.sh demo|test [ARGS...]" >&2
+  exit 2
+}
+
+[ $# -ge 1 ] || usage
+mode=$1
+shift
+case "$mode" in
+  demo | test) ;;
+  *) usage ;;
+esac
+
+repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo_root"
+
+say() { printf '==> %s\n' "$*" >&2; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then
+    "$@"
+  elif command -v sudo >/dev/null 2>&1; then
+    sudo "$@"
+  else
+    echo "error: installing packages needs root; run as root or install sudo" >&2
+    exit 1
+  fi
+}
+
+have_any() {
+  # have_any NAME...: true when one of the programs is on PATH or in /usr/sbin (often not on a user's PATH)
+  local name
+  for name in "$@"; do
+    if command -v "$name" >/dev/null 2>&1 || [ -x "/usr/sbin/$name" ]; then
+      return 0
+    fi
+  done
+  return 1
+}
+
+# The newest python3 >= 3.11 on the machine, or nothing.
+find_python() {
+  local candidate
+  for candidate in python3.13 python3.12 python3.11 python3; do
+    if command -v "$candidate" >/dev/null 2>&1 &&
+      "$candidate" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' 2>/dev/null; then
+      command -v "$candidate"
+      return 0
+    fi
+  done
+  return 1
+}
+
+packages=()
+if ! have_any mariadbd mysqld; then
+  packages+=(mariadb-server mariadb-client)
+elif ! have_any mariadb-dump mysqldump || ! have_any mariadb-binlog mysqlbinlog || ! have_any mariadb mysql; then
+  packages+=(mariadb-client)
+fi
+
+python=$(find_python || true)
+if [ -z "$python" ]; then
+  # Debian 12 and Ubuntu 24.04 ship 3.11+ as python3; Ubuntu 22.04 has a python3.11 package.
+  if [ "$(apt-cache policy python3.11 2>/dev/null | awk '/Candidate:/ {print $2}')" != "" ] &&
+    [ "$(apt-cache policy python3.11 2>/dev/null | awk '/Candidate:/ {print $2}')" != "(none)" ]; then
+    packages+=(python3.11 python3.11-venv)
+  else
+    packages+=(python3 python3-venv)
+  fi
+elif ! "$python" -c 'import ensurepip, venv' >/dev/null 2>&1; then
+  # Debian splits ensurepip out of the interpreter; without it `python3 -m venv` fails.
+  packages+=("$(basename "$python")-venv")
+fi
+
+if [ ${#packages[@]} -gt 0 ]; then
+  say "installing ${packages[*]} with apt"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${packages[@]}"
+  python=$(find_python || true)
+fi
+if [ -z "$python" ]; then
+  echo "error: migrator needs Python 3.11 or newer and none could be installed" >&2
+  exit 1
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  say "creating .venv with $python"
+  "$python" -m venv .venv
+fi
+
+# Reinstall only when pyproject.toml changed since the last install (or the install is broken).
+stamp=.venv/.migrator-bootstrap-stamp
+wanted=$(sha256sum pyproject.toml | awk '{print $1}')
+if [ "$(cat "$stamp" 2>/dev/null || true)" != "$wanted" ] || ! .venv/bin/python -c 'import migrator' 2>/dev/null; then
+  say "installing migrator and its test tools into .venv"
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -e '.[test]'
+  printf '%s\n' "$wanted" >"$stamp"
+fi
+
+case "$mode" in
+  demo)
+    exec .venv/bin/migrator demo "$@"
+    ;;
+  test)
+    say "ruff check migrator steps tests"
+    .venv/bin/ruff check migrator steps tests
+    say "mypy"
+    .venv/bin/mypy
+    say "pytest"
+    exec .venv/bin/python -m pytest -q "$@"
+    ;;
+esac

@@ -1,0 +1,79 @@
+"""Step 9: pause writes on the source (hook command and/or read_only); the write pause starts here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from migrator.config import Config
+from migrator.errors import OperatorGate, StepFailed
+from migrator.hooks import run_hook
+from migrator.services import HEARTBEAT
+from migrator.step import Check, StepContext
+
+NUMBER = 9
+NAME = "pause-writes"
+NEEDS = ("approx_sync",)
+
+
+def describe(config: Config) -> str:
+    parts = []
+    if config.cutover.require_approval:
+        parts.append("stop for operator approval (exit 3; `migrator run --approve-cutover` continues)")
+    if config.cutover.pause_hook:
+        parts.append(f"run the pause hook {' '.join(config.cutover.pause_hook)!r}")
+    if config.cutover.read_only:
+        how = "the source's DB parameter group (read_only=1)" if config.rds else "SET GLOBAL read_only=ON"
+        parts.append(f"set the source read-only through {how}, giving up after {config.cutover.freeze_timeout_seconds} s")
+    return "; ".join(parts) + "; record the moment (start of the write pause)"
+
+
+def _source_read_only(ctx: StepContext) -> bool:
+    with ctx.source() as s:
+        return str(s.variable("read_only")).upper() in ("ON", "1")
+
+
+def check(ctx: StepContext) -> Check:
+    paused_at = ctx.journal.fact("paused_at")
+    if paused_at is None:
+        return Check(False, "writes not paused yet")
+    if ctx.config.cutover.read_only and not _source_read_only(ctx):
+        return Check(False, "pause recorded but the source is writable")
+    return Check(True, "writes paused", {"paused_at": paused_at})
+
+
+def run(ctx: StepContext) -> dict[str, Any]:
+    cut = ctx.config.cutover
+    if cut.require_approval and "cutover" not in ctx.approvals and ctx.journal.fact("cutover_approved") is None:
+        raise OperatorGate(
+            "waiting for approval to pause writes on the source (cut-over)",
+            hint="check `migrator status` and `migrator verify`, then `migrator run --approve-cutover`",
+        )
+    if "cutover" in ctx.approvals:
+        ctx.put_fact("cutover_approved", {"at": ctx.clock.now()})
+    ctx.services.stop(HEARTBEAT)  # our own writes must stop too, or the source never goes still
+    paused_at = ctx.journal.fact("paused_at")
+    if paused_at is None:
+        paused_at = ctx.clock.now()
+        ctx.put_fact("paused_at", paused_at)
+    context = {"source_host": ctx.config.source.host, "source_port": str(ctx.config.source.port), "event": "pause"}
+    run_hook(cut.pause_hook, context, timeout=cut.hook_timeout_seconds)
+    if cut.read_only:
+        try:
+            ctx.platform.set_source_read_only(True)
+        except Exception as exc:
+            _unfreeze(ctx)
+            raise StepFailed(
+                f"could not make the source read-only within {cut.freeze_timeout_seconds} s: {exc}; writes resumed",
+                hint="a long transaction may hold locks: see information_schema.innodb_trx on the source, then "
+                "`migrator run` to try the cut-over again",
+            ) from exc
+    ctx.log.info("writes.paused", at=paused_at)
+    return {"paused_at": paused_at}
+
+
+def _unfreeze(ctx: StepContext) -> None:
+    """Undo a failed freeze so the application keeps writing to the source."""
+    ctx.platform.set_source_read_only(False)
+    context = {"source_host": ctx.config.source.host, "source_port": str(ctx.config.source.port), "event": "abort"}
+    run_hook(ctx.config.cutover.resume_hook, context, timeout=ctx.config.cutover.hook_timeout_seconds)
+    ctx.journal.put_fact("paused_at", None, step=NUMBER)

@@ -1,0 +1,487 @@
+"""Step 6 on real servers: schema copy, chunk planning and the parallel dump|load copy, with resume.
+
+The snapshot and the target run in different default time zones (+05:30 and -08:00), so any
+session that forgets to pin UTC moves TIMESTAMP keys and values and the checks below catch it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from migrator.errors import PreflightFailed
+from migrator.mysql.checksum import compare_tables, row_counts
+from migrator.mysql.chunking import Chunk, plan_chunks, plan_chunks_by_rows
+from migrator.mysql.flavour import MARIADB_10_11
+from migrator.mysql.schema import (
+    TableInfo,
+    base_tables,
+    copy_schema,
+    non_transactional_tables,
+    target_is_empty,
+)
+from migrator.mysql.session import MySQLSession
+from migrator.platforms.local_server import LocalServer
+from migrator.tools.dump_pipe import ChunkCopier, ChunkCopyFailed, CopyProgress, MemoryLedger
+from tests.conftest import MakeServer, admin_endpoint
+
+SCHEMAS = ("shop", "audit-log")
+SNAPSHOT_TZ = ("--default-time-zone=+05:30",)
+TARGET_TZ = ("--default-time-zone=-08:00",)
+ORDERS = 20_000
+
+TAG_NAMES = [
+    "it's",
+    'say "hi"',
+    "back\\slash",
+    "emoji 🦀🎉",
+    "tab\there",
+    "",
+    " leading space",
+    "Robert'); DROP TABLE tags;--",
+    "ünïcode",
+    "nul\x00inside",
+    "%_wild",
+    "`tick`",
+]
+
+DATASET = [
+    "SET time_zone = '+00:00'",
+    "SET sql_mode = CONCAT(@@sql_mode, ',NO_UNSIGNED_SUBTRACTION')",  # seq is unsigned; keys go negative
+    "CREATE DATABASE shop CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci",
+    "CREATE DATABASE `audit-log` CHARACTER SET latin1 COLLATE latin1_swedish_ci",
+    "USE shop",  # the seq_1_to_N tables need a current database
+    """CREATE TABLE shop.orders (
+        id BIGINT NOT NULL PRIMARY KEY,
+        customer VARCHAR(100) NOT NULL,
+        amount DECIMAL(20,6) NULL,
+        created DATETIME(6) NOT NULL,
+        updated TIMESTAMP(6) NULL DEFAULT NULL,
+        note TEXT NULL,
+        payload BLOB NULL,
+        ratio DOUBLE NULL,
+        weight FLOAT NULL,
+        flags BIT(5) NULL,
+        status ENUM('new','paid','shipped') NOT NULL DEFAULT 'new',
+        KEY by_customer (customer)
+    ) ENGINE=InnoDB""",
+    f"""INSERT INTO shop.orders SELECT
+        seq * 7 - 70000,
+        CONCAT('customer ', seq % 997, IF(seq % 5 = 0, ' 🦀', ''), IF(seq % 11 = 0, ' O''Brien', '')),
+        IF(seq % 13 = 0, NULL, seq * 12345.678901 - 500000000),
+        TIMESTAMP('2020-01-01 00:00:00') + INTERVAL seq * 61 SECOND + INTERVAL seq % 999999 MICROSECOND,
+        IF(seq % 3 = 0, NULL, FROM_UNIXTIME(1600000000 + seq * 37) + INTERVAL seq MICROSECOND),
+        IF(seq % 4 = 0, NULL, REPEAT(CONCAT('note ', seq, ' ünïcode \\\\ back \\'q\\' '), 1 + seq % 3)),
+        IF(seq % 6 = 0, NULL, UNHEX(CONCAT('00', MD5(seq), '00FF0A0D1A5C27'))),
+        seq / 7,
+        (seq % 100) / 4,
+        seq % 32,
+        ELT(1 + seq % 3, 'new', 'paid', 'shipped')
+      FROM seq_1_to_{ORDERS}""",
+    """INSERT INTO shop.orders (id, customer, created, note) VALUES
+        (-9223372036854775808, 'min', '1000-01-01 00:00:00', NULL),
+        (9223372036854775807, 'max', '9999-12-31 23:59:59.999999', 'last')""",
+    """CREATE TABLE shop.order_items (
+        order_id BIGINT NOT NULL, line SMALLINT NOT NULL, sku VARCHAR(32) NOT NULL, qty INT NULL,
+        PRIMARY KEY (order_id, line)
+    )""",
+    """INSERT INTO shop.order_items SELECT (seq DIV 3) * 7 - 70000, seq % 3 - 1, CONCAT('SKU-', seq % 50),
+        IF(seq % 9 = 0, NULL, seq % 17 - 8) FROM seq_1_to_6000""",
+    "CREATE TABLE shop.tags (name VARCHAR(191) NOT NULL PRIMARY KEY, uses INT NOT NULL)",
+    "INSERT INTO shop.tags SELECT CONCAT('tag-', seq), seq FROM seq_1_to_300",
+    """CREATE TABLE shop.bin_keys (k VARBINARY(16) NOT NULL PRIMARY KEY, v INT NOT NULL)""",
+    "INSERT INTO shop.bin_keys SELECT UNHEX(LEFT(MD5(seq), 2 * (1 + seq % 16))), seq FROM seq_1_to_2000",
+    "INSERT IGNORE INTO shop.bin_keys VALUES (0x00, -1), (0x0000, -2), (0xFF, -3), (0x5C27, -4)",
+    """CREATE TABLE shop.ts_keys (ts TIMESTAMP(6) NOT NULL, id INT NOT NULL, v VARCHAR(20),
+        PRIMARY KEY (ts, id))""",
+    """INSERT INTO shop.ts_keys SELECT TIMESTAMP('2021-03-28 00:00:00') + INTERVAL (seq DIV 2) * 97 SECOND,
+        seq % 2, CONCAT('v', seq) FROM seq_1_to_3000""",
+    "CREATE TABLE shop.events_log (msg VARCHAR(50) NULL, n INT NULL, at DATETIME NULL)",
+    """INSERT INTO shop.events_log SELECT IF(seq % 7 = 0, NULL, CONCAT('event ', seq % 40)),
+        IF(seq % 5 = 0, NULL, seq % 10), IF(seq % 3 = 0, NULL, '2022-02-02 02:02:02') FROM seq_1_to_500""",
+    "CREATE TABLE shop.uniq_only (code CHAR(10) NOT NULL, val INT NULL, other INT NULL, UNIQUE KEY (other),"
+    " UNIQUE KEY by_code (code))",
+    "INSERT INTO shop.uniq_only SELECT CONCAT('c', LPAD(seq, 6, '0')), seq, NULL FROM seq_1_to_1000",
+    "CREATE TABLE shop.enum_key (k ENUM('b','a','c') NOT NULL PRIMARY KEY, v INT)",
+    "INSERT INTO shop.enum_key VALUES ('a', 1), ('b', 2), ('c', 3)",
+    "CREATE TABLE `audit-log`.`entries` (id INT AUTO_INCREMENT PRIMARY KEY, txt VARCHAR(100))",
+    "INSERT INTO `audit-log`.`entries` (txt) SELECT CONCAT('café n°', seq) FROM seq_1_to_200",
+    "CREATE VIEW shop.v_orders AS SELECT id, customer FROM shop.orders",
+    "CREATE TRIGGER shop.orders_bi BEFORE INSERT ON shop.orders FOR EACH ROW SET NEW.customer = 'trigger!'",
+]
+
+
+def build_rich_dataset(server: LocalServer) -> None:
+    """The shared dataset: every awkward type and key shape, ~33k rows in 9 tables of 2 schemas."""
+    conn = server.root()
+    try:
+        with conn.cursor() as cur:
+            for sql in DATASET:
+                cur.execute(sql)
+            cur.executemany(
+                "INSERT INTO shop.tags VALUES (%s, %s)", [(n, i) for i, n in enumerate(TAG_NAMES)]
+            )
+            cur.execute("ANALYZE TABLE shop.orders, shop.order_items, shop.tags, shop.bin_keys, shop.ts_keys")
+            cur.fetchall()
+    finally:
+        conn.close()
+
+
+def table_rows(server: LocalServer, table: TableInfo) -> list[tuple[Any, ...]]:
+    """Every row, in UTC, in a deterministic order: the independent check next to the checksums."""
+    conn = server.root()
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SET time_zone = '+00:00'")
+            cols = ", ".join(f"`{c.name}`" for c in table.columns)
+            cur.execute(f"SELECT {cols} FROM {table.sql_name}")
+            return sorted(cur.fetchall(), key=repr)
+    finally:
+        conn.close()
+
+
+def assert_same_rows(snapshot: LocalServer, target: LocalServer, tables: Sequence[TableInfo]) -> None:
+    for table in tables:
+        assert table_rows(snapshot, table) == table_rows(target, table), table.qualified_name
+
+
+@pytest.fixture
+def pair(make_server: MakeServer) -> tuple[LocalServer, LocalServer]:
+    snapshot = make_server("snapshot", 1, extra_args=SNAPSHOT_TZ)
+    target = make_server("target", 2, extra_args=TARGET_TZ)
+    build_rich_dataset(snapshot)
+    return snapshot, target
+
+
+@pytest.fixture
+def sessions(pair: tuple[LocalServer, LocalServer]) -> Iterator[tuple[MySQLSession, MySQLSession]]:
+    snapshot, target = pair
+    with MySQLSession(admin_endpoint(snapshot)) as snap, MySQLSession(admin_endpoint(target)) as tgt:
+        yield snap, tgt
+
+
+def plan_all(session: MySQLSession, tables: Sequence[TableInfo], chunk_bytes: int) -> list[Chunk]:
+    return [chunk for table in tables for chunk in plan_chunks(session, table, chunk_bytes)]
+
+
+def copier_for(
+    pair: tuple[LocalServer, LocalServer], tmp_path: Path, ledger: MemoryLedger, **kwargs: Any
+) -> ChunkCopier:
+    snapshot, target = pair
+    return ChunkCopier(
+        admin_endpoint(snapshot),
+        admin_endpoint(target),
+        MARIADB_10_11,
+        workers=kwargs.pop("workers", 2),
+        ledger=ledger,
+        secrets_dir=tmp_path / "secrets",
+        **kwargs,
+    )
+
+
+def test_catalog_reads_keys_and_engines(sessions: tuple[MySQLSession, MySQLSession]) -> None:
+    snap, _ = sessions
+    tables = {t.qualified_name: t for t in base_tables(snap, SCHEMAS)}
+    assert "shop.v_orders" not in tables  # views are step 12's business
+    assert tables["shop.orders"].key_columns == ("id",)
+    assert tables["shop.order_items"].key_columns == ("order_id", "line")
+    assert tables["shop.uniq_only"].key_columns == ("code",)  # the nullable unique key is passed over
+    assert tables["shop.uniq_only"].key_name == "by_code"
+    assert tables["shop.events_log"].key_columns == ()
+    assert not tables["shop.enum_key"].key_is_range_safe
+    assert tables["audit-log.entries"].column("txt").data_type == "varchar"
+    assert non_transactional_tables(snap, SCHEMAS) == []
+    snap.execute("CREATE TABLE shop.legacy (id INT PRIMARY KEY) ENGINE=MyISAM")
+    assert [(t.qualified_name, t.engine) for t in non_transactional_tables(snap, SCHEMAS)] == [
+        ("shop.legacy", "MyISAM")
+    ]
+
+
+def test_chunks_tile_each_table(sessions: tuple[MySQLSession, MySQLSession]) -> None:
+    snap, _ = sessions
+    for table in base_tables(snap, SCHEMAS):
+        chunks = plan_chunks_by_rows(snap, table, 777)
+        counts = [
+            int(snap.value(f"SELECT COUNT(*) FROM {table.sql_name} WHERE {c.where_sql()}")) for c in chunks
+        ]
+        assert sum(counts) == int(snap.value(f"SELECT COUNT(*) FROM {table.sql_name}")), table.qualified_name
+        assert all(n == 777 for n in counts[:-1]), table.qualified_name
+        assert chunks[0].lower is None and chunks[-1].upper is None
+        for before, after in itertools.pairwise(chunks):
+            assert before.upper == after.lower
+    orders = next(t for t in base_tables(snap, ["shop"]) if t.name == "orders")
+    by_bytes = plan_chunks(snap, orders, 64 * 1024)
+    assert 5 < len(by_bytes) < 400  # ~20k rows of a few hundred bytes each
+    assert plan_chunks(snap, orders, 10**12) == [Chunk("shop", "orders", 0, ("id",), None, None)]
+
+
+def test_copy_schema_is_idempotent_and_refuses_a_different_table(
+    sessions: tuple[MySQLSession, MySQLSession],
+) -> None:
+    snap, tgt = sessions
+    tables = copy_schema(snap, tgt, SCHEMAS)
+    assert {t.qualified_name for t in tables} == {t.qualified_name for t in base_tables(tgt, SCHEMAS)}
+    assert tgt.value(
+        "SELECT DEFAULT_CHARACTER_SET_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME='audit-log'"
+    ) == ("latin1")
+    assert tgt.value("SELECT COUNT(*) FROM information_schema.VIEWS WHERE TABLE_SCHEMA = 'shop'") == 0
+    assert tgt.value("SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = 'shop'") == 0
+    assert target_is_empty(tgt, SCHEMAS) == []
+    copy_schema(snap, tgt, SCHEMAS)  # again: nothing to do
+    tgt.execute("INSERT INTO shop.tags VALUES ('x', 1)")
+    assert target_is_empty(tgt, SCHEMAS) == ["shop.tags"]
+    tgt.execute("ALTER TABLE shop.order_items ADD COLUMN extra INT")
+    with pytest.raises(PreflightFailed, match=r"shop\.order_items"):
+        copy_schema(snap, tgt, SCHEMAS)
+
+
+def test_parallel_copy_of_the_rich_dataset(
+    pair: tuple[LocalServer, LocalServer], sessions: tuple[MySQLSession, MySQLSession], tmp_path: Path
+) -> None:
+    snapshot, target = pair
+    snap, tgt = sessions
+    tables = copy_schema(snap, tgt, SCHEMAS)
+    chunks = plan_all(snap, tables, 16 * 1024)
+    assert sum(1 for c in chunks if c.table == "orders") > 20
+    progress: list[CopyProgress] = []
+    ledger = MemoryLedger()
+    report = copier_for(pair, tmp_path, ledger, on_progress=progress.append).copy(chunks)
+
+    expected = sum(row_counts(snap, tables).values())
+    assert report.rows == expected
+    assert report.chunks_done == len(chunks) and report.chunks_skipped == 0
+    assert report.bytes > 5_000_000  # dump text of ~33k rows, blobs in hex
+    assert set(ledger.done) == {c.chunk_id() for c in chunks}
+    assert sum(rows for rows, _ in ledger.done.values()) == expected
+    assert progress[-1].chunks_done == len(chunks) and progress[-1].fraction == 1.0
+    assert list((tmp_path / "secrets").iterdir()) == []  # defaults files are gone
+
+    verify = compare_tables(admin_endpoint(snapshot), admin_endpoint(target), tables, chunk_rows=3000)
+    assert verify.ok, verify.summary()
+    assert verify.rows == expected
+    assert_same_rows(snapshot, target, tables)
+    # The trigger was not copied, so it did not rewrite customers during the load.
+    assert tgt.value("SELECT COUNT(*) FROM shop.orders WHERE customer = 'trigger!'") == 0
+
+    again = copier_for(pair, tmp_path, ledger).copy(chunks)
+    assert again.chunks_skipped == len(chunks) and again.chunks_done == 0 and again.rows == 0
+
+
+class CrashingLedger(MemoryLedger):
+    """Dies like the orchestrator would, right after the target committed the N+1st chunk."""
+
+    def __init__(self, survive: int) -> None:
+        super().__init__()
+        self.survive = survive
+
+    def mark_done(self, chunk: Chunk, rows: int, bytes: int) -> None:
+        if len(self.done) >= self.survive:
+            raise RuntimeError("orchestrator crashed before journaling the chunk")
+        super().mark_done(chunk, rows, bytes)
+
+
+def test_resume_after_a_crash_reloads_partial_chunks_without_duplicates(
+    pair: tuple[LocalServer, LocalServer], sessions: tuple[MySQLSession, MySQLSession], tmp_path: Path
+) -> None:
+    snapshot, target = pair
+    snap, tgt = sessions
+    tables = copy_schema(snap, tgt, SCHEMAS)
+    chunks = plan_all(snap, tables, 16 * 1024)
+    ledger = CrashingLedger(survive=7)
+    with pytest.raises(RuntimeError, match="crashed"):
+        copier_for(pair, tmp_path, ledger).copy(chunks)
+    assert len(ledger.done) == 7
+    # The 8th chunk (and maybe the one running beside it) committed on the target, unrecorded.
+    recorded = sum(rows for rows, _ in ledger.done.values())
+    assert sum(row_counts(tgt, tables).values()) > recorded
+
+    # A partial earlier attempt of a later chunk, and stray rows in the keyless table.
+    later = next(c for c in chunks if c.table == "orders" and c.index == 30)
+    part = snap.rows(f"SELECT * FROM shop.orders WHERE {later.where_sql()} ORDER BY id LIMIT 5")
+    assert len(part) == 5
+    tgt.execute("SET time_zone = '+00:00'")
+    for row in part:
+        tgt.execute(f"INSERT INTO shop.orders VALUES ({', '.join(['%s'] * len(row))})", row)
+    tgt.execute("INSERT INTO shop.events_log VALUES ('stray', 1, NULL), ('stray', 1, NULL)")
+
+    ledger.survive = 10**9
+    report = copier_for(pair, tmp_path, ledger).copy(chunks)
+    assert report.chunks_skipped == 7
+    assert report.chunks_done == len(chunks) - 7
+    verify = compare_tables(admin_endpoint(snapshot), admin_endpoint(target), tables, chunk_rows=5000)
+    assert verify.ok, verify.summary()
+    assert_same_rows(snapshot, target, tables)
+
+
+def _children(name: str) -> list[int]:
+    """PIDs of our own child processes running ``name``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == os.getpid() and cmdline and os.path.basename(cmdline[0]) == name.encode():
+            found.append(int(entry.name))
+    return found
+
+
+def test_loader_killed_mid_chunk_rolls_back_and_the_rerun_completes(
+    pair: tuple[LocalServer, LocalServer], sessions: tuple[MySQLSession, MySQLSession], tmp_path: Path
+) -> None:
+    snapshot, target = pair
+    snap, tgt = sessions
+    snap.execute("CREATE TABLE shop.big (id INT PRIMARY KEY, body LONGBLOB)")
+    snap.execute(
+        "INSERT INTO shop.big SELECT seq, REPEAT(UNHEX(MD5(seq)), 4000) FROM seq_1_to_1500"
+    )  # ~96 MB
+    tables = [t for t in copy_schema(snap, tgt, ["shop"]) if t.name == "big"]
+    chunks = plan_all(snap, tables, 10**12)
+    assert len(chunks) == 1
+    ledger = MemoryLedger()
+    killed: list[int] = []
+
+    def kill_loader() -> None:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not killed:
+            # Wait until the loader's transaction holds rows, then kill it mid-stream.
+            busy = tgt_watch.value(
+                "SELECT COALESCE(MAX(trx_rows_modified), 0) FROM information_schema.innodb_trx"
+            )
+            pids = _children("mariadb")
+            if pids and busy and int(busy) > 0:
+                os.kill(pids[0], signal.SIGKILL)
+                killed.append(pids[0])
+            time.sleep(0.01)
+
+    with MySQLSession(admin_endpoint(target)) as tgt_watch:
+        watcher = threading.Thread(target=kill_loader)
+        watcher.start()
+        with pytest.raises(ChunkCopyFailed) as failure:
+            copier_for(pair, tmp_path, ledger, workers=1, attempts=1).copy(chunks)
+        watcher.join()
+    assert killed, "the loader was never seen running"
+    message = str(failure.value)
+    assert "shop.big" in message and "(id) in [-inf, +inf)" in message
+    assert "mariadb exited -9" in message
+    assert ledger.done == {}
+    deadline = time.monotonic() + 20
+    while tgt.value("SELECT COUNT(*) FROM information_schema.innodb_trx") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert tgt.value("SELECT COUNT(*) FROM shop.big") == 0  # one transaction per chunk: all rolled back
+
+    copier_for(pair, tmp_path, ledger).copy(chunks)
+    assert row_counts(tgt, tables) == row_counts(snap, tables)
+    assert compare_tables(admin_endpoint(snapshot), admin_endpoint(target), tables).ok
+
+
+def test_a_failing_load_names_the_table_range_and_tool_error(
+    pair: tuple[LocalServer, LocalServer], sessions: tuple[MySQLSession, MySQLSession], tmp_path: Path
+) -> None:
+    snap, tgt = sessions
+    tables = [t for t in copy_schema(snap, tgt, ["shop"]) if t.name == "tags"]
+    tgt.execute("ALTER TABLE shop.tags DROP COLUMN uses")
+    chunks = plan_chunks_by_rows(snap, tables[0], 100)
+    ledger = MemoryLedger()
+    with pytest.raises(ChunkCopyFailed) as failure:
+        copier_for(pair, tmp_path, ledger).copy(chunks)
+    message = str(failure.value)
+    assert "shop.tags (name) in [" in message
+    assert "ERROR 1136" in message and "Column count" in message
+    assert ledger.done == {}
+    assert "admin-Secret#1" not in message
+
+
+# --- throughput --------------------------------------------------------------------------------
+
+
+def _single_pipe(snapshot: LocalServer, target: LocalServer, schema: str, secrets: Path) -> float:
+    """The baseline: one ``mariadb-dump db | mariadb db`` with the same options, timed."""
+    from migrator.tools.defaults_file import DefaultsFile
+
+    with (
+        DefaultsFile(admin_endpoint(snapshot), parent=secrets) as src,
+        DefaultsFile(admin_endpoint(target), parent=secrets) as dst,
+    ):
+        started = time.monotonic()
+        dump = subprocess.Popen(
+            [
+                shutil.which("mariadb-dump") or "mariadb-dump",
+                f"--defaults-extra-file={src}",
+                "--no-create-info",
+                "--skip-triggers",
+                "--no-autocommit",
+                "--skip-lock-tables",
+                "--skip-add-locks",
+                "--skip-disable-keys",
+                "--hex-blob",
+                "--skip-comments",
+                "--no-tablespaces",
+                schema,
+            ],
+            stdout=subprocess.PIPE,
+        )
+        load = subprocess.run(
+            [shutil.which("mariadb") or "mariadb", f"--defaults-extra-file={dst}", "--batch", schema],
+            stdin=dump.stdout,
+            check=True,
+        )
+        assert dump.stdout is not None
+        dump.stdout.close()
+        assert dump.wait() == 0 and load.returncode == 0
+        return time.monotonic() - started
+
+
+@pytest.mark.slow
+def test_throughput_against_a_single_dump_pipe(make_server: MakeServer, tmp_path: Path) -> None:
+    snapshot = make_server("snapshot", 1, extra_args=("--innodb-buffer-pool-size=256M",))
+    target = make_server("target", 2, extra_args=("--innodb-buffer-pool-size=256M",))
+    snapshot.execute(
+        "CREATE DATABASE bench",
+        """CREATE TABLE bench.facts (id BIGINT PRIMARY KEY, a VARCHAR(64), b VARCHAR(255), c INT,
+            d DATETIME(6), e DECIMAL(14,2), KEY (c))""",
+        """INSERT INTO bench.facts SELECT seq, MD5(seq), REPEAT(SHA2(seq, 256), 2), seq % 1000,
+            TIMESTAMP('2020-01-01') + INTERVAL seq SECOND, seq / 3 FROM seq_1_to_400000""",
+        "ANALYZE TABLE bench.facts",
+    )
+    with MySQLSession(admin_endpoint(snapshot)) as snap, MySQLSession(admin_endpoint(target)) as tgt:
+        tables = copy_schema(snap, tgt, ["bench"])
+        data_mb = float(
+            snap.value("SELECT SUM(DATA_LENGTH) FROM information_schema.TABLES WHERE TABLE_SCHEMA='bench'")
+        )
+        data_mb /= 1e6
+        rows = int(snap.value("SELECT COUNT(*) FROM bench.facts"))
+        results = {}
+        for workers in (1, 2, 4):
+            tgt.execute("TRUNCATE bench.facts")
+            chunks = plan_all(snap, tables, 8 * 1024 * 1024)
+            pair = (snapshot, target)
+            report = copier_for(pair, tmp_path, MemoryLedger(), workers=workers).copy(chunks)
+            assert report.rows == rows
+            results[f"chunked x{workers} ({len(chunks)} chunks)"] = (report.seconds, report.bytes)
+        tgt.execute("TRUNCATE bench.facts")
+        results["single mariadb-dump | mariadb"] = (
+            _single_pipe(snapshot, target, "bench", tmp_path / "s"),
+            0,
+        )
+        assert tgt.value("SELECT COUNT(*) FROM bench.facts") == rows
+    print(f"\n{rows} rows, {data_mb:.1f} MB of InnoDB data")
+    for name, (seconds, dump_bytes) in results.items():
+        print(
+            f"{name:40s} {seconds:6.2f} s  {rows / seconds:9.0f} rows/s  {data_mb / seconds:6.1f} MB/s"
+            + (f"  dump text {dump_bytes / 1e6:.1f} MB" if dump_bytes else "")
+        )
