@@ -16,14 +16,14 @@ from typing import Any
 
 from migrator import log as logsetup
 from migrator.config import Config, load
-from migrator.dns.local import LocalDns
+from migrator.dns import local as local_dns
 from migrator.errors import MigratorError
 from migrator.journal import Journal
 from migrator.platforms.local import LocalPlatform
 from migrator.platforms.local_server import LocalServer, build_template
 from migrator.ports import DnsRecord
 from migrator.runtime import run_migration
-from migrator.sandbox.dataset import APP_PASSWORD, APP_USER, create_sample_dataset
+from migrator.sandbox.dataset import APP_USER, create_sample_dataset
 from migrator.sandbox.workload import WriteWorkload
 from migrator.secrets import Secret
 
@@ -76,17 +76,15 @@ def _server(root: Path, name: str, server_id: int, template: Path) -> LocalServe
     return server
 
 
-def _add_accounts(server: LocalServer, config: Config) -> None:
-    user, password = config.source.user, config.source.password.reveal()
+APP_PASSWORD = "sandbox-app-Pw2"  # noqa: S105 - a throwaway sandbox account
+
+
+def _add_account(server: LocalServer, user: str, password: str, grant: str, *, admin: bool = False) -> None:
     conn = server.root()
     try:
         with conn.cursor() as cur:
-            for account, pw, grant in (
-                (user, password, "ALL PRIVILEGES ON *.*"),
-                (APP_USER, APP_PASSWORD, "SELECT, INSERT, UPDATE, DELETE, EXECUTE ON *.*"),
-            ):
-                cur.execute("CREATE USER IF NOT EXISTS %s@'%%' IDENTIFIED BY %s", (account, pw))
-                cur.execute(f"GRANT {grant} TO %s@'%%'" + (" WITH GRANT OPTION" if account == user else ""), (account,))
+            cur.execute("CREATE USER IF NOT EXISTS %s@'%%' IDENTIFIED BY %s", (user, password))
+            cur.execute(f"GRANT {grant} TO %s@'%%'" + (" WITH GRANT OPTION" if admin else ""), (user,))
     finally:
         conn.close()
 
@@ -104,16 +102,19 @@ def prepare_sandbox(config: Config, *, scale: int) -> tuple[Config, LocalServer,
     source = _server(workdir / "servers", "source", 1, template)
     target = _server(workdir / "servers", "target", 2, template)
     for server in (source, target):
-        _add_accounts(server, config)
+        _add_account(server, config.source.user, config.source.password.reveal(), "ALL PRIVILEGES ON *.*",
+                     admin=True)
+    # Accounts are not migrated: as on a real EC2 target, the operator creates the app's account first.
+    _add_account(target, APP_USER, APP_PASSWORD, "SELECT, INSERT, UPDATE, DELETE, EXECUTE ON *.*")
     src_ep = config.source.with_address("127.0.0.1", source.port)
     tgt_ep = config.target.with_address("127.0.0.1", target.port)
-    create_sample_dataset(src_ep, scale=scale)
+    create_sample_dataset(src_ep, scale=scale, app_password=Secret(APP_PASSWORD))
     config = replace(
         config.with_endpoints(source=src_ep, target=tgt_ep),
         dns=replace(config.dns, target_value=f"127.0.0.1:{target.port}"),
     )
     assert config.dns.file is not None
-    LocalDns.create(config.dns.file, DnsRecord(config.dns.record, f"127.0.0.1:{source.port}", ttl=2))
+    local_dns.create(config.dns.file, DnsRecord(config.dns.record, f"127.0.0.1:{source.port}", ttl=2))
     return config, source, target
 
 
@@ -146,9 +147,9 @@ def run_demo(config_path: Path, *, scale: int = 1, rate: float = 50.0, keep: boo
             verdict = workload.verify(config.target)
             stats = workload.stats()
             report.workload = {
-                "ok_ops": stats.ok_ops, "failed_ops": stats.failed_ops, "longest_gap_seconds": stats.longest_gap_seconds,
-                "last_server": stats.last_server, "missing": len(verdict.missing), "off": len(verdict.off),
-                "unexpected": len(verdict.unexpected), "ok": verdict.ok,
+                "ok_ops": stats.ops_ok, "failed_ops": stats.ops_failed_total, "longest_gap_seconds": stats.longest_gap_s,
+                "last_server": stats.last_server, "missing": len(verdict.missing_ids), "off": len(verdict.duplicated_ids) + len(verdict.lost_update_ids),
+                "unexpected": len(verdict.unexpected_ids), "ok": verdict.ok,
             }
             report.ok = verdict.ok and stats.last_server == config.dns.target_value and "verification" in report.facts
     finally:

@@ -63,32 +63,39 @@ find_python() {
   return 1
 }
 
-packages=()
+apt_updated=no
+apt_install() {
+  say "installing $* with apt"
+  if [ "$apt_updated" = no ]; then
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
+    apt_updated=yes
+  fi
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@"
+}
+
 if ! have_any mariadbd mysqld; then
-  packages+=(mariadb-server mariadb-client)
+  apt_install mariadb-server mariadb-client
 elif ! have_any mariadb-dump mysqldump || ! have_any mariadb-binlog mysqlbinlog || ! have_any mariadb mysql; then
-  packages+=(mariadb-client)
+  apt_install mariadb-client
 fi
 
 python=$(find_python || true)
 if [ -z "$python" ]; then
-  # Debian 12 and Ubuntu 24.04 ship 3.11+ as python3; Ubuntu 22.04 has a python3.11 package.
-  if [ "$(apt-cache policy python3.11 2>/dev/null | awk '/Candidate:/ {print $2}')" != "" ] &&
-    [ "$(apt-cache policy python3.11 2>/dev/null | awk '/Candidate:/ {print $2}')" != "(none)" ]; then
-    packages+=(python3.11 python3.11-venv)
-  else
-    packages+=(python3 python3-venv)
+  # Debian 12 and Ubuntu 24.04 ship 3.11+ as python3; Ubuntu 22.04 has it as python3.11.
+  if [ "$apt_updated" = no ]; then
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
+    apt_updated=yes
   fi
+  candidate=$(apt-cache policy python3.11 2>/dev/null | awk '/Candidate:/ {print $2}')
+  if [ -n "$candidate" ] && [ "$candidate" != "(none)" ]; then
+    apt_install python3.11 python3.11-venv
+  else
+    apt_install python3 python3-venv
+  fi
+  python=$(find_python || true)
 elif ! "$python" -c 'import ensurepip, venv' >/dev/null 2>&1; then
   # Debian splits ensurepip out of the interpreter; without it `python3 -m venv` fails.
-  packages+=("$(basename "$python")-venv")
-fi
-
-if [ ${#packages[@]} -gt 0 ]; then
-  say "installing ${packages[*]} with apt"
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${packages[@]}"
-  python=$(find_python || true)
+  apt_install "$(basename "$python")-venv"
 fi
 if [ -z "$python" ]; then
   echo "error: migrator needs Python 3.11 or newer and none could be installed" >&2
@@ -103,9 +110,8 @@ fi
 # Reinstall only when pyproject.toml changed since the last install (or the install is broken).
 stamp=.venv/.migrator-bootstrap-stamp
 wanted=$(sha256sum pyproject.toml | awk '{print $1}')
-if [ "$(cat "$stamp" 2>/dev/null || true)" != "$wanted" ] || ! .venv/bin/python -c 'import migrator' 2>/dev/null; then
+if [ "$(cat "$stamp" 2>/dev/null || true)" != "$wanted" ] || [ ! -x .venv/bin/migrator ]; then
   say "installing migrator and its test tools into .venv"
-  .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q -e '.[test]'
   printf '%s\n' "$wanted" >"$stamp"
 fi

@@ -181,9 +181,11 @@ def table_info(session: MySQLSession, schema: str, table: str) -> TableInfo:
     raise PreflightFailed(f"table {schema}.{table} does not exist on {session.endpoint.describe()}")
 
 
-def non_transactional_tables(session: MySQLSession, schemas: Sequence[str]) -> list[TableInfo]:
-    """Base tables on engines without rollback (MyISAM, Aria, MEMORY, ...): preflight refuses them."""
-    return [t for t in base_tables(session, schemas) if not t.is_transactional]
+def non_transactional_tables(session: MySQLSession, schemas: Sequence[str]) -> list[str]:
+    """``schema.table (ENGINE)`` of base tables without rollback (MyISAM, Aria...): preflight refuses them."""
+    return [
+        f"{t.qualified_name} ({t.engine})" for t in base_tables(session, schemas) if not t.is_transactional
+    ]
 
 
 def target_is_empty(target: MySQLSession, schemas: Sequence[str]) -> list[str]:

@@ -46,10 +46,13 @@ def connect(
     connect_timeout: float = 10,
     read_timeout: float | None = None,
     multi_statements: bool = False,
-    opportunistic_tls: bool = True,
+    opportunistic_tls: bool = False,
 ) -> Connection:
-    """``opportunistic_tls=False`` with no ``endpoint.tls``: plain TCP. PyMySQL >= 1.2 otherwise tries
-    TLS unverified and builds a default SSL context per connect (~17 ms of CA loading here)."""
+    """TLS is what the endpoint says: verified when configured, off when not.
+
+    PyMySQL >= 1.2 would otherwise try TLS *unverified* (the "preferred" mode that silently
+    falls back) and load the CA store on every connect (~17 ms here).
+    """
     from pymysql.constants import CLIENT
 
     return pymysql.connect(

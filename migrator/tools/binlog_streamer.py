@@ -36,6 +36,10 @@ _BINLOG_NAME = re.compile(r"^(?P<base>.+)\.(?P<seq>\d{6,})$")
 STDERR_LOG = "streamer.log"
 # The source no longer has the file we asked for (ER_MASTER_FATAL_ERROR_READING_BINLOG on a purged file).
 _GAP_SIGNATURES = ("Could not find first log file name", "purged binary logs", "binary log is not open")
+GAP_REMEDY = (
+    "take a new snapshot: restart the migration from step 2 (migrator retry-step 2), after raising binlog "
+    "retention (CALL mysql.rds_set_configuration('binlog retention hours', 48)) so it cannot recur"
+)
 _PR_SET_PDEATHSIG = 1
 _RAN_LONG_ENOUGH = 30.0  # seconds: a process that lived this long resets the restart backoff
 
@@ -98,8 +102,7 @@ def check_source_has(source: MySQLSession | Endpoint, first_needed: str) -> None
     raise BinlogGap(
         f"binlog file {first_needed} is gone from the source {session.endpoint.describe()} ({have}): "
         "the changes since the snapshot can no longer be streamed",
-        hint="take a new snapshot: restart the migration from step 2 (migrator retry-step 2), after raising "
-        "binlog retention (CALL mysql.rds_set_configuration('binlog retention hours', 48)) so it cannot recur",
+        hint=GAP_REMEDY,
     )
 
 
@@ -299,6 +302,5 @@ class BinlogStreamer:
         file = self._resume_file()
         return BinlogGap(
             f"binlog file {file} is gone from the source {self.source.describe()}: {message}",
-            hint="take a new snapshot: restart the migration from step 2 (migrator retry-step 2), after raising "
-            "binlog retention (CALL mysql.rds_set_configuration('binlog retention hours', 48))",
+            hint=GAP_REMEDY,
         )

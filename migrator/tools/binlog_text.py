@@ -252,7 +252,8 @@ class _Parser:
             yield Incident(event.end_pos, event.text.decode("utf-8", "replace"))
         elif event.kind(*_MARKER_EVENTS):
             if self.tx is None:
-                yield PositionMarker(event.end_pos, event.text.split(b":")[0].decode("ascii", "replace"))
+                name = next(m for m in _MARKER_EVENTS if event.text.startswith(m))
+                yield PositionMarker(event.end_pos, name.decode("ascii"))
         elif event.statements:
             raise BinlogParseError(
                 f"event {event.text[:80]!r} at {event.at} has statements this parser cannot replay"
@@ -352,3 +353,75 @@ def parse(lines: Iterable[bytes]) -> Iterator[Unit]:
     for line in lines:
         yield from parser.feed(line)
     yield from parser.finish()
+
+
+# --- what a statement's text touches (statement-based events and DDL; row events name their tables) ------
+_ID = rb"(?:`(?:[^`]|``)+`|[A-Za-z0-9_$\x80-\xff]+)"
+_QNAME = _ID + rb"(?:\s*\.\s*" + _ID + rb")?"
+_QNAME_LIST = rb"(" + _QNAME + rb"(?:\s*,\s*" + _QNAME + rb")*)"
+_IF_EXISTS = rb"(?:IF\s+(?:NOT\s+)?EXISTS\s+)?"
+_TABLE_CONTEXTS = re.compile(
+    rb"(?:\b(?:TABLES?|INTO|FROM|JOIN|VIEW|TRIGGER|PROCEDURE|FUNCTION|EVENT|SEQUENCE|REFERENCES|LIKE|TO|"
+    rb"(?<!KEY )UPDATE(?:\s+LOW_PRIORITY)?(?:\s+IGNORE)?)"
+    rb"|\bINDEX\s+" + _ID + rb"\s+ON"
+    rb"|\b(?:BEFORE|AFTER)\s+(?:INSERT|UPDATE|DELETE)\s+ON)\s+" + _IF_EXISTS + _QNAME_LIST,
+    re.IGNORECASE,
+)
+_SCHEMA_CONTEXT = re.compile(rb"\b(?:DATABASE|SCHEMA)\s+" + _IF_EXISTS + rb"(" + _ID + rb")", re.IGNORECASE)
+_NAME_PART = re.compile(_ID)
+_LITERALS_AND_COMMENTS = re.compile(
+    rb"'(?:[^'\\]|\\.|'')*'|\"(?:[^\"\\]|\\.|\"\")*\""  # string literals
+    rb"|/\*(?![!M])[\s\S]*?\*/|/\*M?!\d*|\*/|--[ \t][^\n]*|#[^\n]*"  # comments; executable ones kept
+)
+_NOT_NAMES = frozenset({b"SELECT", b"SET", b"WHERE", b"VALUES", b"VALUE", b"ON", b"AS", b"IGNORE", b"QUICK",
+                        b"LOW_PRIORITY", b"DELAYED", b"HIGH_PRIORITY", b"IF", b"TEMPORARY", b"DEFAULT"})
+_ACCOUNT = re.compile(
+    rb"^\s*(?:(?:CREATE(?:\s+OR\s+REPLACE)?|ALTER|DROP|RENAME)\s+(USER|ROLE)\b|(GRANT|REVOKE)\b"
+    rb"|SET\s+(PASSWORD|DEFAULT\s+ROLE)\b)",
+    re.IGNORECASE,
+)
+
+
+def _strip_literals(sql: bytes) -> bytes:
+    def repl(match: re.Match[bytes]) -> bytes:
+        token = match.group(0)
+        return b" ? " if token[:1] in (b"'", b'"') else b" "
+
+    return _LITERALS_AND_COMMENTS.sub(repl, sql)
+
+
+def _name(raw: bytes) -> str:
+    raw = raw.strip()
+    return _unquote(raw[1:-1]) if raw.startswith(b"`") else raw.decode("utf-8", "surrogateescape")
+
+
+def statement_tables(sql: bytes, default_db: str | None) -> frozenset[tuple[str | None, str | None]]:
+    """(schema, table) pairs a statement names, unqualified names resolved to ``default_db``.
+
+    A schema-level statement (CREATE DATABASE d) gives (d, None). Heuristic, for filtering by schema:
+    it reads the names after FROM/INTO/TABLE/JOIN/UPDATE/... with literals and comments removed.
+    Under binlog_format=ROW only DDL reaches this; row events name their tables exactly.
+    """
+    text = _strip_literals(sql)
+    found: set[tuple[str | None, str | None]] = set()
+    for match in _SCHEMA_CONTEXT.finditer(text):
+        found.add((_name(match.group(1)), None))
+    for match in _TABLE_CONTEXTS.finditer(text):
+        for qualified in re.split(rb"\s*,\s*", match.group(1)):
+            parts = _NAME_PART.findall(qualified)
+            if not parts or parts[0].upper() in _NOT_NAMES:
+                continue
+            if len(parts) >= 2:
+                found.add((_name(parts[0]), _name(parts[1])))
+            else:
+                found.add((default_db, _name(parts[0])))
+    return frozenset(found)
+
+
+def account_statement_kind(sql: bytes) -> str | None:
+    """'CREATE USER', 'GRANT', 'SET PASSWORD', ... for statements about accounts, else None."""
+    match = _ACCOUNT.match(_strip_literals(sql))
+    if match is None:
+        return None
+    words = match.group(0).split()
+    return b" ".join(w.upper() for w in words if w.upper() not in (b"OR", b"REPLACE")).decode("ascii")

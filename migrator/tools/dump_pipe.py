@@ -101,6 +101,19 @@ class CopyProgress:
         todo = self.chunks_total - self.chunks_skipped
         return 1.0 if todo <= 0 else self.chunks_done / todo
 
+    def as_fields(self) -> dict[str, object]:
+        """Flat fields for a structlog event or a status line."""
+        return {
+            "chunks_total": self.chunks_total,
+            "chunks_done": self.chunks_done,
+            "chunks_skipped": self.chunks_skipped,
+            "rows": self.rows,
+            "bytes": self.bytes,
+            "elapsed": round(self.elapsed, 1),
+            "eta_seconds": None if self.eta_seconds is None else round(self.eta_seconds, 1),
+            "percent": round(100 * self.fraction, 1),
+        }
+
 
 @dataclass(frozen=True)
 class CopyReport:

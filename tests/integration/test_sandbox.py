@@ -16,7 +16,14 @@ from migrator.endpoint import Endpoint
 from migrator.mysql.session import MySQLSession
 from migrator.platforms.local_server import LocalServer, find_binary
 from migrator.ports import DnsRecord
-from migrator.sandbox import APP_USER, SampleDataset, WorkloadStats, WriteWorkload, create_sample_dataset
+from migrator.sandbox import (
+    APP_USER,
+    WORKLOAD_TABLE_DDL,
+    SampleDataset,
+    WorkloadStats,
+    WriteWorkload,
+    create_sample_dataset,
+)
 from migrator.secrets import Secret
 from migrator.tools.defaults_file import DefaultsFile
 from tests.conftest import MakeServer, admin_endpoint
@@ -84,13 +91,14 @@ def test_sample_dataset_has_every_shape_and_is_deterministic(make_server: MakeSe
 
         routines = s.rows("SELECT routine_type, routine_name, definer FROM information_schema.routines"
                           " WHERE routine_schema = 'shop' ORDER BY 1")
-        assert routines == [("FUNCTION", "order_total", "app_owner@%"), ("PROCEDURE", "place_order", "app_owner@%")]
-        assert s.rows("SELECT trigger_name, definer FROM information_schema.triggers WHERE trigger_schema='shop'") \
-            == [("order_items_default_price", "app_owner@%")]
-        assert s.rows("SELECT table_name, definer FROM information_schema.views WHERE table_schema='shop'") \
-            == [("customer_order_totals", "app_owner@%")]
-        assert s.rows("SELECT event_name, definer, status FROM information_schema.events WHERE event_schema='shop'") \
-            == [("purge_old_page_views", "app_owner@%", "ENABLED")]
+        owner = "app_owner@%"
+        assert routines == [("FUNCTION", "order_total", owner), ("PROCEDURE", "place_order", owner)]
+        assert s.rows("SELECT trigger_name, definer FROM information_schema.triggers"
+                      " WHERE trigger_schema = 'shop'") == [("order_items_default_price", owner)]
+        assert s.rows("SELECT table_name, definer FROM information_schema.views"
+                      " WHERE table_schema = 'shop'") == [("customer_order_totals", owner)]
+        assert s.rows("SELECT event_name, definer, status FROM information_schema.events"
+                      " WHERE event_schema = 'shop'") == [("purge_old_page_views", owner, "ENABLED")]
 
         # Key shapes: no primary key at all on page_views, composite keys, secondary indexes.
         pk_columns = counts(s, "SELECT CONCAT(table_schema, '.', table_name), COUNT(*)"
@@ -170,7 +178,9 @@ def test_workload_follows_the_dns_switch_and_verify_catches_tampering(
     change_id = LocalDns(dns_path).upsert(DnsRecord(RECORD, address(target), ttl=60))
     assert LocalDns(dns_path).in_sync(change_id)
 
-    wait_until(lambda: workload.stats().ok_by_server.get(address(target), 0) >= 200, "200 writes on the target")
+    wait_until(
+        lambda: workload.stats().ok_by_server.get(address(target), 0) >= 200, "200 writes on the target"
+    )
     stats: WorkloadStats = workload.stop()
     print(
         f"workload: {stats.ops_ok} ok ({stats.ok_by_server}), failed {stats.ops_failed}, "
@@ -187,8 +197,9 @@ def test_workload_follows_the_dns_switch_and_verify_catches_tampering(
     assert verdict.ok, verdict.describe()
     assert verdict.checked_ids == stats.inserts_ok
     with MySQLSession(admin_endpoint(target)) as s:
-        assert s.value("SELECT COUNT(*) FROM shop.ledger WHERE id >= %s", (workload.first_id,)) == stats.inserts_ok
-        assert s.value("SELECT SUM(c) FROM shop.ledger WHERE id >= %s", (workload.first_id,)) == stats.updates_ok
+        mine = (workload.first_id,)
+        assert s.value("SELECT COUNT(*) FROM shop.ledger WHERE id >= %s", mine) == stats.inserts_ok
+        assert s.value("SELECT SUM(c) FROM shop.ledger WHERE id >= %s", mine) == stats.updates_ok
 
     # The old source never saw the writes made after the switch.
     stale = workload.verify(admin_endpoint(source))
@@ -243,11 +254,13 @@ def test_workload_rides_out_killed_servers_and_tolerates_in_doubt_commits(
     assert verdict.in_doubt_tolerated == stats.in_doubt
 
 
-def test_workload_counts_a_missing_dns_record_and_keeps_trying(make_server: MakeServer, tmp_path: Path) -> None:
+def test_workload_counts_a_missing_dns_record_and_keeps_trying(
+    make_server: MakeServer, tmp_path: Path
+) -> None:
     source = make_server("source", server_id=1)
     source.execute(
         "CREATE DATABASE shop",
-        "CREATE TABLE shop.ledger (id BIGINT PRIMARY KEY, c INT NOT NULL, writer VARCHAR(32), updated_at DATETIME(6))",
+        WORKLOAD_TABLE_DDL,
         "CREATE USER 'app'@'%' IDENTIFIED BY 'app-pass'",
         "GRANT SELECT, INSERT, UPDATE, DELETE ON shop.* TO 'app'@'%'",
     )

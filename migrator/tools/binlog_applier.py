@@ -1,0 +1,633 @@
+"""Apply the archived binlogs to the target exactly once (the Vitess pattern).
+
+Each source transaction, or a group of up to ``group_commit`` consecutive ones, runs in ONE target
+transaction that also moves ``_migrator.apply_position``; so after a crash at any byte the target's
+row says exactly which transactions it holds. The group is sent as multi-statement queries:
+
+    round trip 1: [session SETs] BEGIN; SELECT ... FOR UPDATE (the guard); the statements
+    round trip 2: UPDATE _migrator.apply_position ...; COMMIT
+
+The guard locks the position row and proves it still is where this applier last left it (a second
+applier, or a hand edit, stops us before COMMIT). DDL cannot share a transaction with the position:
+a ``ddl_pending`` marker commits first, then the DDL, then the position; a marker found at start means
+we stopped around a DDL, and the operator must say whether it took effect.
+
+The text comes from ``mariadb-binlog --start-position=<applied> <archived file>``, one run per file per
+pass, each on a fresh target session (the tool prints session state only where it changes from what
+*it* assumes, so the session must start from the defaults it assumes, as in ``mysqlbinlog | mysql``).
+
+The target user needs, besides DML/DDL on the migrated schemas and on ``_migrator``: BINLOG REPLAY
+(MariaDB 10.5.2+; SUPER before) or, on MySQL 8, REPLICATION_APPLIER / SESSION_VARIABLES_ADMIN, for the
+BINLOG statements and pseudo_thread_id. Its max_allowed_packet must hold the largest row event x 4/3.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pymysql
+import structlog
+
+from migrator.endpoint import Endpoint
+from migrator.errors import ApplyConflict, BinlogGap, StepFailed
+from migrator.mysql.flavour import Flavour
+from migrator.mysql.session import MySQLSession, connect, error_code, is_transient, quote_identifier
+from migrator.platforms.local_server import find_binary
+from migrator.ports import SnapshotCoordinates
+from migrator.tools.binlog_streamer import ArchivedFile, binlog_sequence, list_archive
+from migrator.tools.binlog_text import (
+    Incident,
+    PositionMarker,
+    SessionStatement,
+    Transaction,
+    account_statement_kind,
+    parse,
+    statement_tables,
+)
+
+POSITION_SCHEMA = "_migrator"
+POSITION_TABLE = f"{quote_identifier(POSITION_SCHEMA)}.`apply_position`"
+FIRST_EVENT_POS = 4  # after the 4-byte magic number
+_CREATE_TABLE = f"""CREATE TABLE IF NOT EXISTS {POSITION_TABLE} (
+  id TINYINT UNSIGNED NOT NULL PRIMARY KEY,
+  file VARCHAR(512) NOT NULL,
+  pos BIGINT UNSIGNED NOT NULL,
+  gtid VARCHAR(255) NULL COMMENT 'last applied source GTID (information only)',
+  ddl_pending TINYINT(1) NOT NULL DEFAULT 0,
+  ddl_file VARCHAR(512) NULL,
+  ddl_pos BIGINT UNSIGNED NULL,
+  ddl_end_pos BIGINT UNSIGNED NULL,
+  ddl_text LONGBLOB NULL,
+  updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6)
+) ENGINE=InnoDB"""
+# GTID bookkeeping the stream sets per transaction: dropped so the target logs GTIDs of its own.
+_GTID_SESSION_VARIABLES = (
+    b"gtid_domain_id", b"server_id", b"gtid_seq_no", b"skip_parallel_replication", b"gtid_next"
+)
+_GUARD = f"SELECT file, pos, ddl_pending FROM {POSITION_TABLE} WHERE id = 1 FOR UPDATE".encode()
+_SEPARATOR = b"\n;\n"  # a newline first: a statement may end in a -- comment
+_TRUNCATED_TAIL = b"Event truncated"
+
+Position = tuple[str, int]
+FaultHook = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ApplyProgress:
+    transactions: int  # source transactions applied (DDL included)
+    statements: int
+    bytes: int  # statement bytes sent
+    skipped: int  # transactions skipped by the filters (the position still moved past them)
+    position: Position  # the applied position after this pass (committed on the target)
+    ddl: int = 0
+
+
+def is_gtid_session_statement(sql: bytes) -> bool:
+    lowered = sql.lower()
+    return b"set @@session." in lowered and any(b"@@session." + v + b"=" in lowered.replace(b" ", b"")
+                                                 for v in _GTID_SESSION_VARIABLES)
+
+
+def _clean(sql: bytes) -> bytes:
+    """Trailing ';' would make an empty statement in a multi-statement query (ER_EMPTY_QUERY)."""
+    sql = sql.rstrip()
+    while sql.endswith(b";"):
+        sql = sql[:-1].rstrip()
+    return sql
+
+
+def _after(a: Position, b: Position) -> bool:
+    return (binlog_sequence(a[0]), a[1]) > (binlog_sequence(b[0]), b[1])
+
+
+def lag_bytes(
+    files: Sequence[ArchivedFile] | Sequence[tuple[str, int]], applied: Position, source_head: Position
+) -> int:
+    """Binlog bytes from ``applied`` to ``source_head``.
+
+    ``files`` gives the sizes: the archive's files, or the source's SHOW BINARY LOGS rows.
+    """
+    sizes: dict[str, int] = {}
+    for entry in files:
+        name, size = (entry.name, entry.size) if isinstance(entry, ArchivedFile) else entry
+        sizes[name] = size
+    if not _after(source_head, applied):
+        return 0
+    if applied[0] == source_head[0]:
+        return source_head[1] - applied[1]
+    low, high = binlog_sequence(applied[0]), binlog_sequence(source_head[0])
+    total = max(0, sizes.get(applied[0], applied[1]) - applied[1])
+    total += sum(size for name, size in sizes.items() if low < binlog_sequence(name) < high)
+    return total + source_head[1]
+
+
+def _run_multi(conn: Any, sql: bytes, count: int) -> list[tuple[Any, ...]]:
+    """Run ``count`` statements sent as one query; return the rows of any result sets.
+
+    Results are read by count, not by the server's "more results" flag: MariaDB 10.11 clears that
+    flag in the OK packet of a BINLOG statement replaying row events, though it goes on executing the
+    rest (pymysql's nextset() would stop early and the next query would read stale packets).
+    Every statement we send yields exactly one result; an error ends the batch and raises here.
+    """
+    rows: list[tuple[Any, ...]] = []
+    conn.query(sql)
+    for index in range(count):
+        if index:
+            conn.next_result()
+        result = conn._result  # pymysql keeps the current result only here
+        if result is not None and result.rows:
+            rows.extend(result.rows)
+    return rows
+
+
+@dataclass
+class _Counters:
+    transactions: int = 0
+    statements: int = 0
+    bytes: int = 0
+    skipped: int = 0
+    ddl: int = 0
+
+
+class BinlogApplier:
+    def __init__(
+        self,
+        target: Endpoint,
+        archive_dir: Path,
+        flavour: Flavour,
+        *,
+        schemas: frozenset[str],
+        start: SnapshotCoordinates,
+        secrets_dir: Path,
+        group_commit: int = 50,
+        log: Any = None,
+        max_chunk_bytes: int = 8 << 20,
+        fault_hook: FaultHook | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.target = target
+        self.archive_dir = archive_dir
+        self.flavour = flavour
+        self.schemas = schemas
+        self.start = start
+        self.secrets_dir = secrets_dir  # the tool reads local files: no credentials needed today
+        self.group_commit = max(1, group_commit)
+        self.log = log if log is not None else structlog.get_logger()
+        self.max_chunk_bytes = max_chunk_bytes
+        self.fault_hook = fault_hook
+        self._sleep = sleep
+        self._monotonic = monotonic
+        self._tool = find_binary(*flavour.binlog_tool)
+        self.error: BaseException | None = None
+        self._conn: Any = None  # a pymysql connection (the library ships no types)
+        self._chunk_budget = max_chunk_bytes
+        self._dirty = False  # the session ran binlog statements: the next file run needs a fresh one
+        self._session_db: str | None = None
+        # Per pass: the last committed position, and the cursor (past every unit consumed so far).
+        self._committed: Position = (start.file, start.position)
+        self._cursor: Position = self._committed
+        self._cursor_gtid: str | None = None
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
+        self._group_open = False  # BEGIN + guard sent, or queued in _pending
+        self._group_size = 0
+
+    # --- the position row --------------------------------------------------------------------
+    def ensure_position_table(self) -> None:
+        with MySQLSession(self.target) as session:
+            session.execute(f"CREATE DATABASE IF NOT EXISTS {quote_identifier(POSITION_SCHEMA)}")
+            session.execute(_CREATE_TABLE)
+            inserted = session.execute(
+                f"INSERT IGNORE INTO {POSITION_TABLE} (id, file, pos, gtid) VALUES (1, %s, %s, %s)",
+                (self.start.file, self.start.position, self.start.gtid),
+            )
+        if inserted:
+            self.log.info("apply.position_initialised", file=self.start.file, position=self.start.position)
+
+    def applied_position(self) -> Position:
+        """The position committed on the target (its own short session: safe from any thread)."""
+        with MySQLSession(self.target) as session:
+            try:
+                row = session.one(f"SELECT file, pos FROM {POSITION_TABLE} WHERE id = 1")
+            except pymysql.err.MySQLError as exc:
+                if error_code(exc) in (1049, 1146):  # no schema / table yet: nothing applied
+                    return (self.start.file, self.start.position)
+                raise
+        return (str(row[0]), int(row[1])) if row else (self.start.file, self.start.position)
+
+    def _load_position(self) -> Position:
+        row = self._query_rows(
+            f"SELECT file, pos, ddl_pending, ddl_file, ddl_pos, ddl_end_pos, ddl_text FROM {POSITION_TABLE} "
+            "WHERE id = 1"
+        )
+        if not row:
+            raise StepFailed(
+                f"{POSITION_TABLE} on the target has no row",
+                hint="the applier's ensure_position_table() must run first (step 7 does it)",
+            )
+        file, pos, pending, ddl_file, ddl_pos, ddl_end, ddl_text = row[0]
+        if pending:
+            text = bytes(ddl_text or b"").decode("utf-8", "replace")
+            raise ApplyConflict(
+                f"the applier stopped while running a DDL from {ddl_file}:{ddl_pos} (ends at {ddl_end}) "
+                f"on the target, so it cannot know whether it took effect: {text[:500]}",
+                hint=f"check on the target whether that DDL took effect (e.g. SHOW CREATE TABLE). If it did: "
+                f"UPDATE {POSITION_TABLE} SET file='{ddl_file}', pos={ddl_end}, ddl_pending=0 WHERE id=1; "
+                f"if it did not: UPDATE {POSITION_TABLE} SET ddl_pending=0 WHERE id=1 (it will run again). "
+                "Then run again.",
+            )
+        return (str(file), int(pos))
+
+    # --- one pass ----------------------------------------------------------------------------
+    def apply_available(self, stop_at: Position | None = None) -> ApplyProgress:
+        """Apply every complete transaction in the archive after the applied position, up to ``stop_at``."""
+        counters = _Counters()
+        try:
+            self._connection()
+            self._committed = self._cursor = self._load_position()
+            self._cursor_gtid = None
+            self._reset_pending()
+            while stop_at is None or _after(stop_at, self._cursor):
+                files = list_archive(self.archive_dir)
+                names = [f.name for f in files]
+                file = self._cursor[0]
+                newer = [n for n in names if binlog_sequence(n) > binlog_sequence(file)]
+                if file not in names:
+                    if newer:
+                        raise BinlogGap(
+                            f"the binlog archive {self.archive_dir} lacks {file}, which the applier needs "
+                            f"next (it has {names[0]} .. {names[-1]})",
+                            hint="the streamer must fetch it; if the source purged it, take a new snapshot "
+                            "(restart the migration from step 2)",
+                        )
+                    break  # not streamed yet
+                read_to_end = self._apply_file(file, complete=bool(newer), stop_at=stop_at, counters=counters)
+                if not read_to_end or not newer:
+                    break
+                if binlog_sequence(newer[0]) != binlog_sequence(file) + 1:
+                    raise BinlogGap(
+                        f"the binlog archive {self.archive_dir} jumps from {file} to {newer[0]}",
+                        hint="the streamer must fetch the missing files; if the source purged them, take a "
+                        "new snapshot (restart the migration from step 2)",
+                    )
+                self._cursor = (newer[0], FIRST_EVENT_POS)
+            self._save_cursor()
+        except BaseException:
+            self._discard_connection()
+            raise
+        return ApplyProgress(
+            transactions=counters.transactions,
+            statements=counters.statements,
+            bytes=counters.bytes,
+            skipped=counters.skipped,
+            position=self._committed,
+            ddl=counters.ddl,
+        )
+
+    def _apply_file(
+        self, file: str, *, complete: bool, stop_at: Position | None, counters: _Counters
+    ) -> bool:
+        """Apply one file from the cursor. True if the tool's output was read to its end."""
+        if self._dirty:
+            self._reconnect()
+        self._reset_pending()  # a pristine session needs nothing queued by an earlier run
+        path = str(self.archive_dir / file)
+        argv = [self._tool, "--no-defaults", f"--start-position={self._cursor[1]}", path]
+        stopped = read_all = False
+        with tempfile.TemporaryFile() as stderr:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr)
+            assert proc.stdout is not None
+            try:
+                for unit in parse(proc.stdout):
+                    end = getattr(unit, "end_pos", None)
+                    if end is not None and stop_at is not None and _after((file, end), stop_at):
+                        stopped = True
+                        break
+                    self._consume(file, unit, counters)
+                else:
+                    read_all = True
+                self._commit_group()
+            finally:
+                if not read_all and proc.poll() is None:
+                    proc.kill()  # we stop reading early: the tool would block on a full pipe
+                proc.stdout.close()
+                proc.wait()
+            stderr.seek(0)
+            errors = stderr.read()
+        if stopped:
+            return False
+        if proc.returncode != 0 or b"ERROR" in errors:
+            message = errors.decode("utf-8", "replace").strip()[-1000:]
+            only_truncated_tail = all(
+                _TRUNCATED_TAIL in line for line in errors.splitlines() if line.strip()
+            ) and proc.returncode == 0
+            if complete and not only_truncated_tail:
+                raise StepFailed(
+                    f"{self._tool} could not read the archived binlog {file}: {message}",
+                    hint="compare the file with the source's (size, CRC32); delete it from the archive so "
+                    "the streamer fetches it again",
+                )
+            if complete:
+                # The source crashed mid-event and restarted into a new file; it discarded that event too.
+                self.log.warning("apply.truncated_file_end", file=file, error=message)
+        return True
+
+    # --- units -------------------------------------------------------------------------------
+    def _consume(self, file: str, unit: object, counters: _Counters) -> None:
+        if isinstance(unit, SessionStatement):
+            if is_gtid_session_statement(unit.sql):
+                return
+            if unit.is_format_description:
+                self._commit_group()  # replaying a format description may roll back an open transaction
+            self._queue(_clean(unit.sql))
+        elif isinstance(unit, PositionMarker):
+            if unit.end_pos > self._cursor[1]:
+                self._cursor = (file, unit.end_pos)
+        elif isinstance(unit, Incident):
+            self._commit_group()
+            self._save_cursor()
+            raise ApplyConflict(
+                f"the source logged an incident at {file}:{unit.end_pos} ({unit.text}): "
+                "its binlog lost events",
+                hint="the changes after the snapshot are incomplete: take a new snapshot "
+                "(restart from step 2)",
+            )
+        elif isinstance(unit, Transaction):
+            if unit.end_pos <= self._cursor[1]:
+                return  # before the start position (the tool reprints the file's header)
+            self._transaction(file, unit, counters)
+
+    def _transaction(self, file: str, tx: Transaction, counters: _Counters) -> None:
+        verdict, reason = self._classify(tx)
+        where = f"{file}:{tx.start_pos}"
+        if verdict == "conflict":
+            self._commit_group()
+            self._save_cursor()
+            raise ApplyConflict(
+                f"the source transaction at {where} (GTID {tx.gtid or '-'}) {reason}",
+                hint="a transaction can only be applied whole: add the other schemas to migration.schemas, "
+                "or apply it by hand and move the position past it: "
+                f"UPDATE {POSITION_TABLE} SET file='{file}', pos={tx.end_pos} WHERE id=1",
+            )
+        if verdict == "skip":
+            if reason.startswith("account"):
+                # The text may carry a password: log the kind only.
+                self.log.warning("apply.skipped_account_statement", kind=reason.split(":", 1)[1], at=where,
+                                 gtid=tx.gtid)
+            else:
+                self.log.debug("apply.skipped", reason=reason, at=where, gtid=tx.gtid)
+            counters.skipped += 1
+            self._cursor = (file, tx.end_pos)
+            self._cursor_gtid = tx.gtid or self._cursor_gtid
+            return
+        if tx.is_ddl:
+            self._apply_ddl(file, tx, counters)
+            return
+        if not self._group_open:
+            self._queue(b"BEGIN")
+            self._queue(_GUARD)
+            self._group_open = True
+        for statement in tx.statements:
+            self._use_db_for(statement.db if statement.is_query else None)
+            sql = _clean(statement.sql)
+            self._queue(sql)
+            counters.statements += 1
+            counters.bytes += len(sql)
+        counters.transactions += 1
+        self._group_size += 1
+        self._cursor = (file, tx.end_pos)
+        self._cursor_gtid = tx.gtid or self._cursor_gtid
+        if self._group_size >= self.group_commit:
+            self._commit_group()
+
+    def _classify(self, tx: Transaction) -> tuple[str, str]:
+        """('apply'|'skip'|'conflict', reason)."""
+        if tx.rolled_back:
+            return "skip", "rolled back on the source"
+        for query in tx.queries:
+            kind = account_statement_kind(query.sql)
+            if kind is not None:
+                return "skip", f"account:{kind}"
+        named: set[tuple[str | None, str | None]] = set(tx.tables)
+        for query in tx.queries:
+            named |= statement_tables(query.sql, query.db)
+        rds = {t for t in named if t[0] == "mysql" and (t[1] or "").startswith("rds_")}
+        schemas = {t[0] for t in named - rds if t[0] is not None}
+        included = schemas & self.schemas
+        excluded = schemas - self.schemas
+        if rds and not schemas:
+            return "skip", "RDS internal table (mysql.rds_*)"
+        if included and (excluded or rds):
+            outside = sorted(excluded | ({"mysql.rds_*"} if rds else set()))
+            return "conflict", (
+                f"changes both migrated schemas {sorted(included)} and others {outside}"
+            )
+        if excluded:
+            return "skip", f"schemas not migrated: {sorted(excluded)}"
+        return "apply", ""
+
+    def _use_db_for(self, db: str | None) -> None:
+        # Only a migrated schema exists on the target for sure; others keep the current default.
+        if db is not None and db != self._session_db and db in self.schemas:
+            self._queue(b"USE " + quote_identifier(db).encode("utf-8", "surrogateescape"))
+            self._session_db = db
+
+    # --- DDL ---------------------------------------------------------------------------------
+    def _apply_ddl(self, file: str, tx: Transaction, counters: _Counters) -> None:
+        self._commit_group()
+        statement = tx.statements[0]
+        before = self._cursor
+        marked = self._execute_autocommit(
+            f"UPDATE {POSITION_TABLE} SET file=%s, pos=%s, ddl_pending=1, ddl_file=%s, ddl_pos=%s, "
+            "ddl_end_pos=%s, ddl_text=%s WHERE id=1 AND file=%s AND pos=%s AND ddl_pending=0",
+            (before[0], before[1], file, tx.start_pos, tx.end_pos, statement.sql, *self._committed),
+        )
+        if marked != 1:
+            raise self._moved_conflict()
+        self._committed = before
+        self._fault("apply.ddl.after_marker")
+        self._use_db_for(statement.db)
+        self._queue(_clean(statement.sql))
+        try:
+            self._send()
+        except pymysql.err.MySQLError as exc:
+            if is_transient(exc):
+                raise  # unknown whether it ran: the marker stays, the next pass asks the operator
+            self._discard_connection()
+            self._execute_autocommit(
+                f"UPDATE {POSITION_TABLE} SET ddl_pending=0, ddl_file=NULL, ddl_pos=NULL, ddl_end_pos=NULL, "
+                "ddl_text=NULL WHERE id=1",
+                (),
+            )
+            raise ApplyConflict(
+                f"the DDL at {file}:{tx.start_pos} failed on the target "
+                f"({exc.args[-1] if exc.args else exc}): {statement.sql[:500].decode('utf-8', 'replace')}",
+                hint="make the target's schema what the source's was before this DDL and run again, or apply "
+                f"it by hand and move past it: UPDATE {POSITION_TABLE} SET file='{file}', pos={tx.end_pos} "
+                "WHERE id=1",
+            ) from exc
+        self._fault("apply.ddl.after_ddl")
+        done = self._execute_autocommit(
+            f"UPDATE {POSITION_TABLE} SET file=%s, pos=%s, gtid=%s, ddl_pending=0, ddl_file=NULL, "
+            "ddl_pos=NULL, ddl_end_pos=NULL, ddl_text=NULL WHERE id=1 AND ddl_pending=1",
+            (file, tx.end_pos, tx.gtid),
+        )
+        if done != 1:
+            raise self._moved_conflict()
+        self._committed = self._cursor = (file, tx.end_pos)
+        counters.transactions += 1
+        counters.ddl += 1
+        counters.statements += 1
+        counters.bytes += len(statement.sql)
+        self.log.info("apply.ddl", at=f"{file}:{tx.start_pos}", gtid=tx.gtid)
+
+    # --- groups ------------------------------------------------------------------------------
+    def _queue(self, sql: bytes) -> None:
+        self._pending.append(sql)
+        self._pending_bytes += len(sql) + len(_SEPARATOR)
+        if self._group_open and self._pending_bytes >= self._chunk_budget:
+            self._send()  # a big group goes in several round trips inside the same target transaction
+
+    def _reset_pending(self) -> None:
+        self._pending = []
+        self._pending_bytes = 0
+        self._group_open = False
+        self._group_size = 0
+
+    def _commit_group(self) -> None:
+        if not self._group_open:
+            return
+        self._send()
+        self._fault("apply.before_commit")
+        gtid = self._cursor_gtid
+        self._pending = [
+            self._update_position_sql(self._cursor, gtid),
+            b"COMMIT",
+        ]
+        self._send()
+        self._committed = self._cursor
+        self._reset_pending()
+        self._fault("apply.after_commit")
+
+    def _update_position_sql(self, position: Position, gtid: str | None) -> bytes:
+        conn = self._connection()
+        return (
+            f"UPDATE {POSITION_TABLE} SET file={conn.escape(position[0])}, pos={int(position[1])}, "
+            f"gtid={conn.escape(gtid)} WHERE id=1"
+        ).encode()
+
+    def _send(self) -> None:
+        """Run the pending statements as one multi-statement query; check the guard's row if it is there."""
+        if not self._pending:
+            return
+        sql, count = _SEPARATOR.join(self._pending), len(self._pending)
+        self._pending = []
+        self._pending_bytes = 0
+        conn = self._connection()
+        self._dirty = True
+        guard = _run_multi(conn, sql, count)
+        if guard:
+            file, pos, pending = guard[0]
+            if (str(file), int(pos)) != self._committed or pending:
+                conn.rollback()
+                raise self._moved_conflict(found=(str(file), int(pos)))
+
+    def _save_cursor(self) -> None:
+        """Commit a position that moved past skipped transactions and no-op events only."""
+        if self._group_open or self._cursor == self._committed:
+            return
+        changed = self._execute_autocommit(
+            f"UPDATE {POSITION_TABLE} SET file=%s, pos=%s, gtid=COALESCE(%s, gtid) "
+            "WHERE id=1 AND file=%s AND pos=%s AND ddl_pending=0",
+            (*self._cursor, self._cursor_gtid, *self._committed),
+        )
+        if changed != 1:
+            raise self._moved_conflict()
+        self._committed = self._cursor
+
+    def _moved_conflict(self, found: Position | None = None) -> ApplyConflict:
+        seen = f" (found {found[0]}:{found[1]})" if found else ""
+        return ApplyConflict(
+            f"{POSITION_TABLE} on the target is no longer at {self._committed[0]}:{self._committed[1]}"
+            f"{seen}: another applier, or a hand edit, moved it",
+            hint="make sure only one migrator runs against this target, then run again",
+        )
+
+    def _fault(self, name: str) -> None:
+        if self.fault_hook is not None:
+            self.fault_hook(name)
+
+    # --- the connection ----------------------------------------------------------------------
+    def _connection(self) -> Any:
+        if self._conn is None:
+            self._conn = connect(self.target, autocommit=True, multi_statements=True)
+            self._dirty = False
+            self._session_db = None
+            with self._conn.cursor() as cur:
+                cur.execute("SELECT @@max_allowed_packet")
+                packet = int(cur.fetchone()[0])
+            self._chunk_budget = max(64 << 10, min(self.max_chunk_bytes, packet // 2))
+        return self._conn
+
+    @property
+    def connection_id(self) -> int | None:
+        """The target's id for the apply session (fault tests KILL it)."""
+        return int(self._conn.thread_id()) if self._conn is not None else None
+
+    def _reconnect(self) -> None:
+        self._discard_connection()
+        self._connection()
+
+    def _discard_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        self._reset_pending()
+        if conn is not None:
+            with contextlib.suppress(pymysql.err.Error):
+                conn.close()
+
+    def _query_rows(self, sql: str) -> list[tuple[Any, ...]]:
+        with self._connection().cursor() as cur:
+            cur.execute(sql)
+            return list(cur.fetchall())
+
+    def _execute_autocommit(self, sql: str, args: Sequence[Any]) -> int:
+        with self._connection().cursor() as cur:
+            return int(cur.execute(sql, tuple(args) if args else None))
+
+    def close(self) -> None:
+        self._discard_connection()
+
+    # --- the service loop --------------------------------------------------------------------
+    def run(self, stop: threading.Event, poll_interval: float = 0.2) -> None:
+        """Apply until ``stop`` is set. Transient MySQL errors reconnect with backoff; others end the loop
+        with the error on ``self.error``."""
+        backoff = 0.5
+        self.error = None
+        try:
+            while not stop.is_set():
+                try:
+                    progress = self.apply_available()
+                except (pymysql.err.MySQLError, OSError) as exc:
+                    if not is_transient(exc):
+                        raise
+                    self.log.warning("apply.transient_error", error=str(exc), retry_in=backoff)
+                    stop.wait(backoff)
+                    backoff = min(backoff * 2, 30.0)
+                    continue
+                backoff = 0.5
+                if progress.transactions == 0 and progress.skipped == 0:
+                    stop.wait(poll_interval)
+        except BaseException as exc:
+            self.error = exc
+            self.log.error("apply.stopped", error=str(exc))
+        finally:
+            self.close()

@@ -1,0 +1,382 @@
+"""The exactly-once applier against real servers: equality, filters, crash safety, DDL markers, speed."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from migrator.errors import ApplyConflict
+from migrator.mysql.flavour import MARIADB_10_11
+from migrator.platforms.local_server import LocalServer, find_binary
+from migrator.ports import SnapshotCoordinates
+from migrator.tools.binlog_applier import ApplyProgress, BinlogApplier, FaultHook, lag_bytes
+from migrator.tools.binlog_streamer import list_archive
+from tests.conftest import MakeServer, admin_endpoint
+
+TARGET_ARGS = ("--gtid-strict-mode=ON", "--sync-binlog=1", "--innodb-flush-log-at-trx-commit=1")
+APP_TABLES = ("t", "nopk", "counters", "ledger", "stmt")
+
+
+def rows(server: LocalServer, sql: str) -> list[tuple[Any, ...]]:
+    conn = server.root()
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql)
+            return list(cur.fetchall())
+    finally:
+        conn.close()
+
+
+def master_status(server: LocalServer) -> tuple[str, int]:
+    row = rows(server, "SHOW MASTER STATUS")[0]
+    return str(row[0]), int(row[1])
+
+
+def first_coordinates(server: LocalServer) -> SnapshotCoordinates:
+    """The very start of the source's binlog: the whole history is applied, account statements included."""
+    return SnapshotCoordinates(str(rows(server, "SHOW BINARY LOGS")[0][0]), 4)
+
+
+def copy_binlogs(server: LocalServer, archive: Path) -> None:
+    archive.mkdir(parents=True, exist_ok=True)
+    for (name, _size) in rows(server, "SHOW BINARY LOGS"):
+        shutil.copyfile(server.datadir / str(name), archive / str(name))
+
+
+def table_rows(server: LocalServer, schema: str, table: str) -> list[tuple[Any, ...]]:
+    columns = [r[0] for r in rows(server, f"SHOW COLUMNS FROM `{schema}`.`{table}`")]
+    order = ", ".join(f"`{c}`" for c in columns)
+    return rows(server, f"SELECT * FROM `{schema}`.`{table}` ORDER BY {order}")
+
+
+def assert_app_equal(source: LocalServer, target: LocalServer, tables: tuple[str, ...] = APP_TABLES) -> None:
+    for table in tables:
+        ours, theirs = table_rows(target, "app", table), table_rows(source, "app", table)
+        assert ours == theirs, f"app.{table}: {len(ours)} rows on the target, {len(theirs)} on the source"
+        create = rows(source, f"SHOW CREATE TABLE app.`{table}`")[0][1]
+        assert rows(target, f"SHOW CREATE TABLE app.`{table}`")[0][1] == create
+
+
+def make_applier(
+    target: LocalServer, archive: Path, start: SnapshotCoordinates, tmp_path: Path, *,
+    group_commit: int = 50, fault_hook: FaultHook | None = None, schemas: frozenset[str] = frozenset({"app"}),
+    max_chunk_bytes: int = 8 << 20,
+) -> BinlogApplier:
+    applier = BinlogApplier(
+        admin_endpoint(target), archive, MARIADB_10_11, schemas=schemas, start=start,
+        secrets_dir=tmp_path / "secrets", group_commit=group_commit, fault_hook=fault_hook,
+        max_chunk_bytes=max_chunk_bytes,
+    )
+    applier.ensure_position_table()
+    return applier
+
+
+def write_mixed_workload(source: LocalServer) -> None:
+    rnd = random.Random(7)
+    conn = source.root()
+    try:
+        with conn.cursor() as cur:
+            run = cur.execute
+            run("CREATE DATABASE app")
+            run("CREATE DATABASE other")
+            run("CREATE TABLE app.t (id INT PRIMARY KEY, v VARCHAR(50) CHARACTER SET utf8mb4, "
+                "l VARCHAR(20) CHARACTER SET latin1, b LONGBLOB, n INT NULL, d DATETIME(6), f DOUBLE)")
+            run("CREATE TABLE app.nopk (a INT, b VARCHAR(20))")
+            run("CREATE TABLE app.counters (id INT PRIMARY KEY, c INT NOT NULL DEFAULT 0)")
+            run("CREATE TABLE app.ledger (id BIGINT AUTO_INCREMENT PRIMARY KEY, k INT, note TEXT)")
+            run("CREATE TABLE app.stmt (id INT PRIMARY KEY, v VARCHAR(30))")
+            run("CREATE TABLE other.x (id INT PRIMARY KEY, v INT)")
+            run("CREATE TABLE mysql.rds_heartbeat2 (id INT PRIMARY KEY, value BIGINT)")
+            run("INSERT INTO app.counters (id) VALUES " + ",".join(f"({i})" for i in range(1, 11)))
+            for i in range(1, 121):
+                blob = os.urandom(rnd.randint(0, 3000)) if i % 7 else None
+                run("INSERT INTO app.t VALUES (%s, %s, %s, %s, %s, NOW(6), %s)",
+                    (i, f"v{i} ✓ 😀" if i % 3 else None, "déjà vu", blob, i if i % 2 else None, i / 7))
+                if i % 10 == 0:
+                    run("INSERT INTO mysql.rds_heartbeat2 VALUES (1, %s) ON DUPLICATE KEY UPDATE value=%s", (i, i))
+                    run("INSERT INTO other.x VALUES (%s, %s)", (i, i))
+            conn.begin()  # a multi-row, multi-table transaction
+            for i in range(1, 11):
+                run("UPDATE app.counters SET c = c + 1 WHERE id = %s", (i,))
+                run("INSERT INTO app.ledger (k, note) VALUES (%s, %s)", (i, "x" * i))
+            run("UPDATE app.t SET v = CONCAT(COALESCE(v, ''), '!') WHERE id % 5 = 0")
+            run("DELETE FROM app.t WHERE id % 11 = 0")
+            conn.commit()
+            for i in range(30):
+                run("INSERT INTO app.nopk VALUES (%s, %s)", (i % 4, f"n{i}"))
+            run("UPDATE app.nopk SET b = 'changed' WHERE a = 1")
+            run("DELETE FROM app.nopk WHERE a = 2 LIMIT 3")
+            run("ALTER TABLE app.t ADD COLUMN extra INT NOT NULL DEFAULT 7")
+            run("UPDATE app.t SET extra = id * 2 WHERE id < 50")
+            run("INSERT INTO app.t (id, v, extra) VALUES (500, 'after alter', 1)")
+            # Statement-based events go through the Query path (USE, session SETs, user variables).
+            run("SET SESSION binlog_format = STATEMENT")
+            run("USE app")
+            run("SET @who = 'stmt'")
+            run("INSERT INTO stmt VALUES (1, @who), (2, 'two')")
+            run("UPDATE stmt SET v = CONCAT(v, '+') WHERE id = 2")
+            run("SET SESSION binlog_format = ROW")
+            run("CREATE USER 'app_reader'@'%' IDENTIFIED BY 'Reader-pw-1'")
+            run("GRANT SELECT ON app.* TO 'app_reader'@'%'")
+            for i in range(1, 41):
+                run("UPDATE app.counters SET c = c + 1 WHERE id = %s", (i % 10 + 1,))
+                run("INSERT INTO mysql.rds_heartbeat2 VALUES (1, %s) ON DUPLICATE KEY UPDATE value=%s", (i, i))
+    finally:
+        conn.close()
+
+
+def test_mixed_workload_applies_equal_and_position_matches_the_source(
+    make_server: MakeServer, tmp_path: Path
+) -> None:
+    source = make_server("source", 1)
+    target = make_server("target", 2, extra_args=TARGET_ARGS)
+    start = first_coordinates(source)
+    write_mixed_workload(source)
+    source.execute("FLUSH BINARY LOGS")  # the apply crosses a file boundary
+    source.execute("INSERT INTO app.counters VALUES (99, 1)")
+    archive = tmp_path / "archive"
+    copy_binlogs(source, archive)
+
+    applier = make_applier(target, archive, start, tmp_path, group_commit=8)
+    progress = applier.apply_available()
+    assert_app_equal(source, target)
+    assert applier.applied_position() == master_status(source) == progress.position
+    assert progress.ddl >= 6  # CREATE DATABASE app, five CREATE TABLE, ALTER
+    assert progress.skipped > 40  # other.*, mysql.rds_*, accounts
+    assert rows(target, "SHOW DATABASES LIKE 'other'") == []
+    assert rows(target, "SELECT COUNT(*) FROM mysql.user WHERE user = 'app_reader'") == [(0,)]
+
+    again = applier.apply_available()
+    assert (again.transactions, again.skipped, again.position) == (0, 0, progress.position)
+    assert lag_bytes(list_archive(archive), applier.applied_position(), master_status(source)) == 0
+
+
+def counter_workload(source: LocalServer, transactions: int, first_id: int = 1) -> None:
+    conn = source.root()
+    try:
+        with conn.cursor() as cur:
+            cur.execute("CREATE DATABASE IF NOT EXISTS app")
+            cur.execute("CREATE TABLE IF NOT EXISTS app.counters (id INT PRIMARY KEY, c INT NOT NULL DEFAULT 0)")
+            cur.execute("CREATE TABLE IF NOT EXISTS app.ledger (id BIGINT PRIMARY KEY, k INT, note TEXT)")
+            cur.execute("INSERT IGNORE INTO app.counters (id) VALUES " + ",".join(f"({i})" for i in range(1, 21)))
+            for n in range(first_id, first_id + transactions):
+                conn.begin()
+                cur.execute("UPDATE app.counters SET c = c + 1 WHERE id = %s", (n % 20 + 1,))
+                cur.execute("INSERT INTO app.ledger (id, k, note) VALUES (%s, %s, %s)", (n, n % 20 + 1, os.urandom(50).hex()))
+                conn.commit()
+    finally:
+        conn.close()
+
+
+class KillAt:
+    """A fault hook: KILL the applier's own connection from another session at the n-th named point."""
+
+    def __init__(self, target: LocalServer, point: str, nth: int) -> None:
+        self.target, self.point, self.nth = target, point, nth
+        self.seen = 0
+        self.applier: BinlogApplier | None = None
+
+    def __call__(self, name: str) -> None:
+        if name != self.point:
+            return
+        self.seen += 1
+        if self.seen == self.nth and self.applier is not None:
+            self.target.execute(f"KILL {self.applier.connection_id}")
+
+
+@pytest.mark.parametrize("point", ["apply.before_commit", "apply.after_commit"])
+def test_killed_connection_mid_group_applies_exactly_once(
+    make_server: MakeServer, tmp_path: Path, point: str
+) -> None:
+    source = make_server("source", 1)
+    target = make_server("target", 2, extra_args=TARGET_ARGS)
+    start = first_coordinates(source)
+    counter_workload(source, 400)
+    archive = tmp_path / "archive"
+    copy_binlogs(source, archive)
+
+    hook = KillAt(target, point, nth=6)
+    crashing = make_applier(target, archive, start, tmp_path, group_commit=13, fault_hook=hook,
+                            max_chunk_bytes=64 << 10)
+    hook.applier = crashing
+    with pytest.raises(Exception) as killed:  # noqa: PT011 - the connection's error, whatever the driver says
+        crashing.apply_available()
+    assert "Lost connection" in str(killed.value) or "killed" in str(killed.value).lower() or killed.value.args
+    crashing.close()
+    half = rows(target, "SELECT COUNT(*) FROM app.ledger")[0][0]
+    assert 0 < half < 400
+
+    resumed = make_applier(target, archive, start, tmp_path, group_commit=13)  # a new process, in effect
+    resumed.apply_available()
+    assert_app_equal(source, target, ("counters", "ledger"))
+    assert rows(target, "SELECT SUM(c) FROM app.counters") == [(400,)]
+    assert resumed.applied_position() == master_status(source)
+
+
+def test_run_loop_reconnects_after_a_kill_and_streams_new_writes(make_server: MakeServer, tmp_path: Path) -> None:
+    import threading
+
+    source = make_server("source", 1)
+    target = make_server("target", 2, extra_args=TARGET_ARGS)
+    start = first_coordinates(source)
+    counter_workload(source, 100)
+    archive = tmp_path / "archive"
+    copy_binlogs(source, archive)
+    hook = KillAt(target, "apply.before_commit", nth=3)
+    applier = make_applier(target, archive, start, tmp_path, group_commit=10, fault_hook=hook)
+    hook.applier = applier
+    stop = threading.Event()
+    thread = threading.Thread(target=applier.run, args=(stop, 0.05), daemon=True)
+    thread.start()
+    try:
+        counter_workload(source, 150, first_id=101)
+        copy_binlogs(source, archive)
+        deadline = time.monotonic() + 30
+        while applier.applied_position() != master_status(source):
+            assert time.monotonic() < deadline, "the run loop did not catch up"
+            assert applier.error is None, applier.error
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        thread.join(10)
+    assert applier.error is None
+    assert hook.seen >= 3
+    assert rows(target, "SELECT SUM(c) FROM app.counters") == [(250,)]
+    assert_app_equal(source, target, ("counters", "ledger"))
+
+
+def test_ddl_pending_marker_stops_with_operator_instructions(make_server: MakeServer, tmp_path: Path) -> None:
+    source = make_server("source", 1)
+    target = make_server("target", 2, extra_args=TARGET_ARGS)
+    start = first_coordinates(source)
+    counter_workload(source, 20)
+    source.execute("ALTER TABLE app.ledger ADD COLUMN extra INT")
+    counter_workload(source, 20, first_id=21)
+    archive = tmp_path / "archive"
+    copy_binlogs(source, archive)
+
+    EXTRA_COLUMN = (  # noqa: N806
+        "SELECT COUNT(*) FROM information_schema.columns "
+        "WHERE table_schema = 'app' AND table_name = 'ledger' AND column_name = 'extra'"
+    )
+
+    class CrashAfterDdl:
+        def __call__(self, name: str) -> None:
+            if name == "apply.ddl.after_ddl" and rows(target, EXTRA_COLUMN) == [(1,)]:
+                raise RuntimeError("crash between the DDL and its position")
+
+    crashing = make_applier(target, archive, start, tmp_path, fault_hook=CrashAfterDdl())
+    with pytest.raises(RuntimeError):
+        crashing.apply_available()
+    crashing.close()
+
+    resumed = make_applier(target, archive, start, tmp_path)
+    with pytest.raises(ApplyConflict) as conflict:
+        resumed.apply_available()
+    text = str(conflict.value)
+    assert "ALTER TABLE app.ledger ADD COLUMN extra INT" in text
+    assert "took effect" in text and "ddl_pending=0" in text
+    # The operator checks: it did take effect, so follow the hint's first UPDATE.
+    file, _pos, end = rows(target, "SELECT ddl_file, ddl_pos, ddl_end_pos FROM _migrator.apply_position")[0]
+    target.execute(f"UPDATE _migrator.apply_position SET file='{file}', pos={end}, ddl_pending=0 WHERE id=1")
+    resumed.apply_available()
+    assert_app_equal(source, target, ("counters", "ledger"))
+    assert resumed.applied_position() == master_status(source)
+
+    # A marker set by hand is refused the same way.
+    target.execute("UPDATE _migrator.apply_position SET ddl_pending=1, ddl_file='x', ddl_pos=1, ddl_end_pos=2, "
+                   "ddl_text='DROP TABLE app.t' WHERE id=1")
+    with pytest.raises(ApplyConflict, match="DROP TABLE app.t"):
+        resumed.apply_available()
+
+
+def test_transaction_mixing_included_and_excluded_schemas_is_a_conflict(
+    make_server: MakeServer, tmp_path: Path
+) -> None:
+    source = make_server("source", 1)
+    target = make_server("target", 2)
+    start = first_coordinates(source)
+    source.execute(
+        "CREATE DATABASE app", "CREATE DATABASE other", "CREATE TABLE app.a (id INT PRIMARY KEY)",
+        "CREATE TABLE other.b (id INT PRIMARY KEY)", "INSERT INTO app.a VALUES (1)",
+        "BEGIN", "INSERT INTO app.a VALUES (2)", "INSERT INTO other.b VALUES (2)", "COMMIT",
+    )
+    archive = tmp_path / "archive"
+    copy_binlogs(source, archive)
+    applier = make_applier(target, archive, start, tmp_path)
+    with pytest.raises(ApplyConflict) as conflict:
+        applier.apply_available()
+    assert "['app']" in str(conflict.value) and "other" in str(conflict.value)
+    assert rows(target, "SELECT id FROM app.a") == [(1,)]  # everything before it applied and committed
+
+
+def test_target_ddl_error_clears_the_marker_and_names_the_statement(
+    make_server: MakeServer, tmp_path: Path
+) -> None:
+    source = make_server("source", 1)
+    target = make_server("target", 2)
+    start = first_coordinates(source)
+    source.execute("CREATE DATABASE app", "CREATE TABLE app.a (id INT PRIMARY KEY)")
+    target.execute("CREATE DATABASE app", "CREATE TABLE app.a (id INT PRIMARY KEY)")
+    archive = tmp_path / "archive"
+    copy_binlogs(source, archive)
+    applier = make_applier(target, archive, start, tmp_path)
+    with pytest.raises(ApplyConflict, match="CREATE DATABASE app"):
+        applier.apply_available()
+    assert rows(target, "SELECT ddl_pending FROM _migrator.apply_position") == [(0,)]
+
+
+def _bench_source(make_server: MakeServer, count: int) -> tuple[LocalServer, SnapshotCoordinates]:
+    source = make_server("source", 1, extra_args=("--innodb-flush-log-at-trx-commit=0",))
+    source.execute("CREATE DATABASE app", "CREATE TABLE app.b (id INT PRIMARY KEY, v VARCHAR(40))")
+    start = SnapshotCoordinates(*master_status(source))
+    conn = source.root()
+    with conn.cursor() as cur:
+        for i in range(count):
+            cur.execute("INSERT INTO app.b VALUES (%s, %s)", (i, f"value {i}"))
+    conn.close()
+    return source, start
+
+
+@pytest.mark.slow
+def test_speed_against_the_mysqlbinlog_pipe(make_server: MakeServer, tmp_path: Path) -> None:
+    count = 20_000
+    source, start = _bench_source(make_server, count)
+    archive = tmp_path / "archive"
+    copy_binlogs(source, archive)
+    ours = make_server("ours", 2, extra_args=TARGET_ARGS)
+    pipe = make_server("pipe", 3, extra_args=TARGET_ARGS)
+    for target in (ours, pipe):
+        target.execute("CREATE DATABASE app", "CREATE TABLE app.b (id INT PRIMARY KEY, v VARCHAR(40))")
+
+    results: dict[str, float] = {}
+    for group in (1, 50):
+        target = ours if group == 50 else make_server(f"ours{group}", 10 + group, extra_args=TARGET_ARGS)
+        if group != 50:
+            target.execute("CREATE DATABASE app", "CREATE TABLE app.b (id INT PRIMARY KEY, v VARCHAR(40))")
+        applier = make_applier(target, archive, start, tmp_path, group_commit=group)
+        began = time.perf_counter()
+        progress: ApplyProgress = applier.apply_available()
+        results[f"applier group_commit={group}"] = time.perf_counter() - began
+        assert progress.transactions == count
+        assert rows(target, "SELECT COUNT(*) FROM app.b") == [(count,)]
+
+    file = archive / start.file
+    began = time.perf_counter()
+    binlog = subprocess.Popen([find_binary("mariadb-binlog"), "--no-defaults", f"--start-position={start.position}",
+                               str(file)], stdout=subprocess.PIPE)
+    client = subprocess.run([find_binary("mariadb"), "--no-defaults", f"--socket={pipe.socket_path}", "-uroot"],
+                            stdin=binlog.stdout, capture_output=True, check=False)
+    binlog.wait()
+    results["mariadb-binlog | mariadb"] = time.perf_counter() - began
+    assert client.returncode == 0, client.stderr[-500:]
+    assert rows(pipe, "SELECT COUNT(*) FROM app.b") == [(count,)]
+    for name, seconds in results.items():
+        print(f"{name}: {count / seconds:,.0f} tx/s ({seconds:.2f} s for {count})")
