@@ -61,8 +61,14 @@ def main() -> None:
     """Move a live MySQL database off RDS onto self-managed MySQL, resumably."""
 
 
-config_option = click.option("-c", "--config", "config_path", required=True, type=click.Path(dir_okay=False),
-                             help="the migration's TOML config")
+config_option = click.option(
+    "-c",
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="the migration's TOML config",
+)
 
 
 @main.command()
@@ -72,8 +78,10 @@ def plan(config_path: str) -> None:
     from steps import STEPS
 
     config = _load(config_path)
-    click.echo(f"migration {config.migration.name!r} on platform {config.migration.platform}: "
-               f"{config.source.describe()} -> {config.target.describe()}, schemas {', '.join(config.migration.schemas)}")
+    click.echo(
+        f"migration {config.migration.name!r} on platform {config.migration.platform}: "
+        f"{config.source.describe()} -> {config.target.describe()}, schemas {', '.join(config.migration.schemas)}"
+    )
     click.echo(f"journal: {config.journal_path}")
     state: dict[int, str] = {}
     if config.journal_path.exists():
@@ -94,10 +102,16 @@ def plan(config_path: str) -> None:
 @main.command()
 @config_option
 @click.option("--until", type=int, default=None, help="stop after this step number")
-@click.option("--approve-cutover", is_flag=True, help="approve the write pause (step 9) when require_approval is set")
-@click.option("--allow-nonempty-target", is_flag=True, help="copy into a target whose schemas already hold data")
+@click.option(
+    "--approve-cutover", is_flag=True, help="approve the write pause (step 9) when require_approval is set"
+)
+@click.option(
+    "--allow-nonempty-target", is_flag=True, help="copy into a target whose schemas already hold data"
+)
 @click.option("-v", "--verbose", is_flag=True)
-def run(config_path: str, until: int | None, approve_cutover: bool, allow_nonempty_target: bool, verbose: bool) -> None:
+def run(
+    config_path: str, until: int | None, approve_cutover: bool, allow_nonempty_target: bool, verbose: bool
+) -> None:
     """Run the migration from wherever the journal says; the same command resumes."""
     from migrator.runtime import run_migration
 
@@ -106,8 +120,12 @@ def run(config_path: str, until: int | None, approve_cutover: bool, allow_nonemp
     log = logsetup.get_logger(migration=config.migration.name)
     crash = frozenset(filter(None, os.environ.get("MIGRATOR_CRASH_AT", "").split(",")))
     result = run_migration(
-        config, log=log, argv=sys.argv, until=until,
-        approvals=frozenset({"cutover"}) if approve_cutover else frozenset(), crash_points=crash,
+        config,
+        log=log,
+        argv=sys.argv,
+        until=until,
+        approvals=frozenset({"cutover"}) if approve_cutover else frozenset(),
+        crash_points=crash,
     )
     if result.stopped_before is not None:
         click.echo(f"stopped before step {result.stopped_before} as asked (--until {until})")
@@ -140,8 +158,15 @@ def status_data(config: Config) -> dict[str, Any]:
         facts = ro.facts()
         owner = ro.owner()
         steps = [
-            {"number": r.number, "name": r.name, "status": r.status, "attempts": r.attempts,
-             "started_at": r.started_at, "finished_at": r.finished_at, "last_error": r.last_error}
+            {
+                "number": r.number,
+                "name": r.name,
+                "status": r.status,
+                "attempts": r.attempts,
+                "started_at": r.started_at,
+                "finished_at": r.finished_at,
+                "last_error": r.last_error,
+            }
             for r in ro.steps()
         ]
         copy = ro.copy_progress()
@@ -168,8 +193,10 @@ def status_data(config: Config) -> dict[str, Any]:
 
 
 def _render_status(data: dict[str, Any]) -> None:
-    click.echo(f"migration {data['migration']}: {data['steps_done']}/14 steps done"
-               + (f" (run in progress, pid {data['owner_pid']})" if data["owner_pid"] else ""))
+    click.echo(
+        f"migration {data['migration']}: {data['steps_done']}/14 steps done"
+        + (f" (run in progress, pid {data['owner_pid']})" if data["owner_pid"] else "")
+    )
     for s in data["steps"]:
         line = f"{s['number']:>2}. {s['name']:<16} {s['status']:<8} attempts={s['attempts']}"
         if s["last_error"]:
@@ -178,7 +205,9 @@ def _render_status(data: dict[str, Any]) -> None:
     c = data["copy"]
     if c["chunks"]:
         pct = 100.0 * c["chunks_done"] / c["chunks"]
-        click.echo(f"copy: {c['chunks_done']}/{c['chunks']} chunks ({pct:.0f}%), {c['rows']} rows, {c['bytes'] / 1e6:.1f} MB")
+        click.echo(
+            f"copy: {c['chunks_done']}/{c['chunks']} chunks ({pct:.0f}%), {c['rows']} rows, {c['bytes'] / 1e6:.1f} MB"
+        )
     for name, svc in sorted(data["services"].items()):
         pos = f" at {svc['position'][0]}:{svc['position'][1]}" if svc["position"] else ""
         click.echo(f"service {name}: {svc['desired']}{pos}")
@@ -209,8 +238,10 @@ def verify(config_path: str, as_json: bool, no_checksums: bool) -> None:
     data = verify_now(config, checksums=not no_checksums)
 
     def render(d: dict[str, Any]) -> None:
-        click.echo(f"source head {d['source_head']}, applied {d['applied']}, lag {d['lag_bytes']} bytes, "
-                   f"{d['lag_seconds']} s")
+        click.echo(
+            f"source head {d['source_head']}, applied {d['applied']}, lag {d['lag_bytes']} bytes, "
+            f"{d['lag_seconds']} s"
+        )
         for table, counts in sorted(d["row_counts"].items()):
             mark = "" if counts["source"] == counts["target"] else "  <- differs"
             click.echo(f"  {table}: source {counts['source']} rows, target {counts['target']}{mark}")
@@ -247,7 +278,9 @@ def _operator_change(config_path: str, number: int, action: str, reason: str) ->
             journal.skip_step(number, who=who, why=reason)
     finally:
         journal.close()
-    click.echo(f"step {number}: {'will run again on the next `migrator run`' if action == 'retry' else 'skipped'}")
+    click.echo(
+        f"step {number}: {'will run again on the next `migrator run`' if action == 'retry' else 'skipped'}"
+    )
 
 
 @main.command("retry-step")
@@ -269,8 +302,15 @@ def skip_step(config_path: str, number: int, reason: str) -> None:
 
 
 @main.command()
-@click.option("-c", "--config", "config_path", default=str(DEFAULT_SANDBOX), show_default=True,
-              type=click.Path(dir_okay=False), help="sandbox config")
+@click.option(
+    "-c",
+    "--config",
+    "config_path",
+    default=str(DEFAULT_SANDBOX),
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="sandbox config",
+)
 @click.option("--scale", default=1, show_default=True, help="dataset size (1 is about 25 MB)")
 @click.option("--rate", default=50.0, show_default=True, help="workload transactions per second")
 @click.option("--keep", is_flag=True, help="leave the sandbox servers running")

@@ -163,7 +163,7 @@ class Config:
         """A secret-free view for logs and `plan`."""
         data = asdict(self)
         for key in ("source", "target"):
-            data[key]["password"] = "***"
+            data[key]["password"] = "***"  # noqa: S105 - the mask, not a password
         return data
 
 
@@ -192,7 +192,7 @@ class _Section:
             raise ConfigError(
                 f"{self._where(key)} must be {kind.__name__}, got {type(value).__name__} {value!r}"
             )
-        return value  # type: ignore[no-any-return]
+        return value  # type: ignore[no-any-return,unused-ignore]
 
     def positive(self, key: str, default: int, *, allow_zero: bool = False) -> int:
         value = self.get(key, int, default)
@@ -249,7 +249,9 @@ def _secret(section: _Section, prefix: str = "password") -> Secret:
         try:
             return Secret(p.read_text().rstrip("\n"))
         except OSError as exc:
-            raise ConfigError(f"{section.file}: {section.name}.{key}: cannot read {p}: {exc.strerror}") from exc
+            raise ConfigError(
+                f"{section.file}: {section.name}.{key}: cannot read {p}: {exc.strerror}"
+            ) from exc
     return Secret(value)
 
 
@@ -263,7 +265,10 @@ def _endpoint(file: Path, name: str, data: Any) -> Endpoint:
     password = _secret(s)
     tls = None
     if s.get("tls", bool, False):
-        tls = Tls(ca_file=s.path("tls_ca_file", file.parent), verify_identity=s.get("tls_verify_identity", bool, True))
+        tls = Tls(
+            ca_file=s.path("tls_ca_file", file.parent),
+            verify_identity=s.get("tls_verify_identity", bool, True),
+        )
     else:
         s.seen.update({"tls_ca_file", "tls_verify_identity"})
     s.finish()
@@ -279,10 +284,24 @@ def _pairs(section: _Section, key: str) -> tuple[tuple[str, str], ...]:
 
 def parse(data: Mapping[str, Any], file: Path) -> Config:
     base = file.parent
-    known = {"migration", "source", "target", "replica", "rds", "binlog", "copy", "sync", "cutover", "dns", "definers"}
+    known = {
+        "migration",
+        "source",
+        "target",
+        "replica",
+        "rds",
+        "binlog",
+        "copy",
+        "sync",
+        "cutover",
+        "dns",
+        "definers",
+    }
     unknown = sorted(set(data) - known)
     if unknown:
-        raise ConfigError(f"{file}: unknown section(s): {', '.join(unknown)}", hint=f"known: {', '.join(sorted(known))}")
+        raise ConfigError(
+            f"{file}: unknown section(s): {', '.join(unknown)}", hint=f"known: {', '.join(sorted(known))}"
+        )
     for required in ("migration", "source", "target", "dns"):
         if required not in data:
             raise ConfigError(f"{file}: section [{required}] is required")
@@ -305,7 +324,9 @@ def parse(data: Mapping[str, Any], file: Path) -> Config:
     m.finish()
 
     r = _Section(file, "replica", data.get("replica", {}))
-    replica = LocalReplicaSettings(port=r.positive("port", 0, allow_zero=True), server_id=r.positive("server_id", 3))
+    replica = LocalReplicaSettings(
+        port=r.positive("port", 0, allow_zero=True), server_id=r.positive("server_id", 3)
+    )
     r.finish()
 
     rds = None
@@ -416,7 +437,9 @@ def parse(data: Mapping[str, Any], file: Path) -> Config:
 def load(path: Path | str) -> Config:
     file = Path(path).resolve()
     if not file.exists():
-        raise ConfigError(f"config file {file} does not exist", hint="pass -c with the path to your TOML config")
+        raise ConfigError(
+            f"config file {file} does not exist", hint="pass -c with the path to your TOML config"
+        )
     try:
         data = tomllib.loads(file.read_text())
     except tomllib.TOMLDecodeError as exc:

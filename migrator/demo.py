@@ -38,8 +38,14 @@ class DemoReport:
     workload: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "seconds": round(self.seconds, 1), "error": self.error, "facts": self.facts,
-                "binlog_bytes": self.binlog_bytes, "workload": self.workload}
+        return {
+            "ok": self.ok,
+            "seconds": round(self.seconds, 1),
+            "error": self.error,
+            "facts": self.facts,
+            "binlog_bytes": self.binlog_bytes,
+            "workload": self.workload,
+        }
 
     def render(self) -> str:
         f = self.facts
@@ -50,22 +56,33 @@ class DemoReport:
         if copy:
             secs = copy.get("seconds") or 0
             mb = copy.get("bytes", 0) / 1e6
-            lines.append(f"  copy:      {copy.get('rows', 0)} rows, {mb:.1f} MB in {secs} s"
-                         + (f" ({mb / secs:.1f} MB/s)" if secs else "") + f", {copy.get('chunks', 0)} chunks")
+            lines.append(
+                f"  copy:      {copy.get('rows', 0)} rows, {mb:.1f} MB in {secs} s"
+                + (f" ({mb / secs:.1f} MB/s)" if secs else "")
+                + f", {copy.get('chunks', 0)} chunks"
+            )
         lines.append(f"  binlogs:   {self.binlog_bytes / 1e6:.2f} MB streamed and applied")
         approx = f.get("approx_sync") or {}
         if approx:
-            lines.append(f"  lag:       {approx.get('lag_bytes')} bytes, {approx.get('lag_seconds')} s when cut-over began")
+            lines.append(
+                f"  lag:       {approx.get('lag_bytes')} bytes, {approx.get('lag_seconds')} s when cut-over began"
+            )
         if "write_pause_seconds" in f:
-            lines.append(f"  pause:     {f['write_pause_seconds']:.2f} s between step 9 and step 14"
-                         f" (the app saw a longest gap of {self.workload.get('longest_gap_seconds', 0):.2f} s)")
+            lines.append(
+                f"  pause:     {f['write_pause_seconds']:.2f} s between step 9 and step 14"
+                f" (the app saw a longest gap of {self.workload.get('longest_gap_seconds', 0):.2f} s)"
+            )
         v = f.get("verification") or {}
         if v:
-            lines.append(f"  verified:  {v.get('tables')} tables, {v.get('rows')} rows, {v.get('chunks')} chunks equal")
+            lines.append(
+                f"  verified:  {v.get('tables')} tables, {v.get('rows')} rows, {v.get('chunks')} chunks equal"
+            )
         if self.workload:
             w = self.workload
-            lines.append(f"  workload:  {w.get('ok_ops')} acknowledged writes, {w.get('missing')} missing, "
-                         f"{w.get('off')} counters off, last writes served by {w.get('last_server')}")
+            lines.append(
+                f"  workload:  {w.get('ok_ops')} acknowledged writes, {w.get('missing')} missing, "
+                f"{w.get('off')} counters off, last writes served by {w.get('last_server')}"
+            )
         return "\n".join(lines)
 
 
@@ -102,8 +119,9 @@ def prepare_sandbox(config: Config, *, scale: int) -> tuple[Config, LocalServer,
     source = _server(workdir / "servers", "source", 1, template)
     target = _server(workdir / "servers", "target", 2, template)
     for server in (source, target):
-        _add_account(server, config.source.user, config.source.password.reveal(), "ALL PRIVILEGES ON *.*",
-                     admin=True)
+        _add_account(
+            server, config.source.user, config.source.password.reveal(), "ALL PRIVILEGES ON *.*", admin=True
+        )
     # Accounts are not migrated: as on a real EC2 target, the operator creates the app's account first.
     _add_account(target, APP_USER, APP_PASSWORD, "SELECT, INSERT, UPDATE, DELETE, EXECUTE ON *.*")
     src_ep = config.source.with_address("127.0.0.1", source.port)
@@ -126,8 +144,9 @@ def run_demo(config_path: Path, *, scale: int = 1, rate: float = 50.0, keep: boo
     report = DemoReport()
     config, source, target = prepare_sandbox(config, scale=scale)
     assert config.dns.file is not None
-    workload = WriteWorkload(config.dns.file, config.dns.record, APP_USER, Secret(APP_PASSWORD),
-                             rate_per_s=rate, seed=7)
+    workload = WriteWorkload(
+        config.dns.file, config.dns.record, APP_USER, Secret(APP_PASSWORD), rate_per_s=rate, seed=7
+    )
     try:
         workload.start()
         try:
@@ -147,11 +166,18 @@ def run_demo(config_path: Path, *, scale: int = 1, rate: float = 50.0, keep: boo
             verdict = workload.verify(config.target)
             stats = workload.stats()
             report.workload = {
-                "ok_ops": stats.ops_ok, "failed_ops": stats.ops_failed_total, "longest_gap_seconds": stats.longest_gap_s,
-                "last_server": stats.last_server, "missing": len(verdict.missing_ids), "off": len(verdict.duplicated_ids) + len(verdict.lost_update_ids),
-                "unexpected": len(verdict.unexpected_ids), "ok": verdict.ok,
+                "ok_ops": stats.ops_ok,
+                "failed_ops": stats.ops_failed_total,
+                "longest_gap_seconds": stats.longest_gap_s,
+                "last_server": stats.last_server,
+                "missing": len(verdict.missing_ids),
+                "off": len(verdict.duplicated_ids) + len(verdict.lost_update_ids),
+                "unexpected": len(verdict.unexpected_ids),
+                "ok": verdict.ok,
             }
-            report.ok = verdict.ok and stats.last_server == config.dns.target_value and "verification" in report.facts
+            report.ok = (
+                verdict.ok and stats.last_server == config.dns.target_value and "verification" in report.facts
+            )
     finally:
         workload.stop()
         if not keep:

@@ -64,7 +64,7 @@ class Engine:
             row = journal.step(step.NUMBER)
             if row.status in ("done", "skipped"):
                 continue
-            if until is not None and step.NUMBER > until:
+            if until is not None and until < step.NUMBER:
                 return RunResult(tuple(completed), stopped_before=step.NUMBER)
             self._run_step(step)
             completed.append(step.NUMBER)

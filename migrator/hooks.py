@@ -14,7 +14,9 @@ def run_hook(argv: tuple[str, ...], context: dict[str, str], *, timeout: float) 
     env = dict(os.environ)
     env.update({f"MIGRATOR_{k.upper()}": v for k, v in context.items()})
     try:
-        proc = subprocess.run(list(argv), env=env, capture_output=True, text=True, timeout=timeout, check=False)
+        proc = subprocess.run(
+            list(argv), env=env, capture_output=True, text=True, timeout=timeout, check=False
+        )
     except FileNotFoundError as exc:
         raise StepFailed(f"hook {argv[0]!r} not found", hint="check cutover.*_hook in the config") from exc
     except subprocess.TimeoutExpired as exc:

@@ -225,14 +225,16 @@ class Journal:
                 )
             for number, step_name in steps:
                 conn.execute(
-                    "INSERT OR IGNORE INTO step (number, name, status) VALUES (?, ?, 'pending')", (number, step_name)
+                    "INSERT OR IGNORE INTO step (number, name, status) VALUES (?, ?, 'pending')",
+                    (number, step_name),
                 )
             conn.execute(
                 "UPDATE migration SET owner_pid = ?, owner_host = ?, owner_since = ? WHERE id = 1",
                 (os.getpid(), socket.gethostname(), time.time()),
             )
             conn.execute(
-                "INSERT INTO command_log (at, pid, argv) VALUES (?, ?, ?)", (time.time(), os.getpid(), json.dumps(argv))
+                "INSERT INTO command_log (at, pid, argv) VALUES (?, ?, ?)",
+                (time.time(), os.getpid(), json.dumps(argv)),
             )
         return new
 
@@ -274,7 +276,9 @@ class Journal:
         with self.transaction() as conn:
             for key, value in facts.items():
                 self._put_fact(conn, number, key, value)
-            conn.execute("UPDATE step SET status = 'done', finished_at = ? WHERE number = ?", (time.time(), number))
+            conn.execute(
+                "UPDATE step SET status = 'done', finished_at = ? WHERE number = ?", (time.time(), number)
+            )
             self._event(conn, "step.done", number, {"how": how, "facts": sorted(facts)})
 
     def fail_step(self, number: int, error: str) -> None:
@@ -327,7 +331,9 @@ class Journal:
             if row is not None:
                 return float(row[0])
             wake = now + seconds
-            conn.execute("INSERT INTO deadline (name, wake_at, created_at) VALUES (?, ?, ?)", (name, wake, now))
+            conn.execute(
+                "INSERT INTO deadline (name, wake_at, created_at) VALUES (?, ?, ?)", (name, wake, now)
+            )
             self._event(conn, "deadline", None, {"name": name, "wake_at": wake})
             return wake
 
@@ -356,7 +362,9 @@ class Journal:
         row = self.conn.execute("SELECT status FROM copy_chunk WHERE chunk_id = ?", (chunk_id,)).fetchone()
         return None if row is None else str(row[0])
 
-    def mark_chunk(self, chunk_id: str, status: str, rows: int | None = None, nbytes: int | None = None) -> None:
+    def mark_chunk(
+        self, chunk_id: str, status: str, rows: int | None = None, nbytes: int | None = None
+    ) -> None:
         with self.transaction() as conn:
             conn.execute(
                 "UPDATE copy_chunk SET status = ?, rows = COALESCE(?, rows), bytes = COALESCE(?, bytes), "
@@ -369,7 +377,12 @@ class Journal:
             "SELECT COUNT(*), SUM(status = 'done'), COALESCE(SUM(CASE WHEN status = 'done' THEN rows END), 0), "
             "COALESCE(SUM(CASE WHEN status = 'done' THEN bytes END), 0) FROM copy_chunk"
         ).fetchone()
-        return {"chunks": int(row[0] or 0), "chunks_done": int(row[1] or 0), "rows": int(row[2]), "bytes": int(row[3])}
+        return {
+            "chunks": int(row[0] or 0),
+            "chunks_done": int(row[1] or 0),
+            "rows": int(row[2]),
+            "bytes": int(row[3]),
+        }
 
     # --- services and binlog files ------------------------------------------------------------
     def set_service(self, name: str, desired: str, position: Any = None) -> None:
@@ -405,12 +418,15 @@ class Journal:
                 )
 
     def binlog_files(self) -> list[tuple[str, int]]:
-        return [(str(n), int(s)) for n, s in self.conn.execute("SELECT name, size FROM binlog_file ORDER BY name")]
+        return [
+            (str(n), int(s)) for n, s in self.conn.execute("SELECT name, size FROM binlog_file ORDER BY name")
+        ]
 
     def events(self, limit: int = 50) -> list[dict[str, Any]]:
         rows = self.conn.execute(
             "SELECT id, at, step, kind, detail FROM event ORDER BY id DESC LIMIT ?", (limit,)
         ).fetchall()
         return [
-            {"id": r[0], "at": r[1], "step": r[2], "kind": r[3], "detail": json.loads(r[4])} for r in reversed(rows)
+            {"id": r[0], "at": r[1], "step": r[2], "kind": r[3], "detail": json.loads(r[4])}
+            for r in reversed(rows)
         ]

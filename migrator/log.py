@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -17,7 +18,7 @@ import structlog
 _SECRET_WORDS = ("password", "passwd", "secret", "token", "credential")
 
 
-def redact(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
+def redact(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     for key in list(event):
         if any(word in key.lower() for word in _SECRET_WORDS):
             event[key] = "***"
@@ -31,9 +32,9 @@ class _Tee:
         self.file = file
         self.console = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()) if console else None
 
-    def __call__(self, logger: Any, name: str, event: dict[str, Any]) -> str:
+    def __call__(self, logger: Any, name: str, event: MutableMapping[str, Any]) -> str:
         if self.file is not None:
-            self.file.write(json.dumps(event, default=str) + "\n")
+            self.file.write(json.dumps(dict(event), default=str) + "\n")
             self.file.flush()
         if self.console is None:
             raise structlog.DropEvent

@@ -20,8 +20,21 @@ from migrator.ports import DnsProvider
 # What each side needs (MariaDB names; MySQL 8 grants imply them through ALL or the listed ones).
 SOURCE_PRIVILEGES = ("SELECT", "REPLICATION SLAVE", "RELOAD", "SHOW VIEW", "TRIGGER", "EVENT")
 SOURCE_CLIENT_PRIVILEGES = ("REPLICATION CLIENT", "BINLOG MONITOR")  # either name
-TARGET_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "CREATE", "DROP", "ALTER", "INDEX",
-                     "CREATE VIEW", "CREATE ROUTINE", "ALTER ROUTINE", "TRIGGER", "EVENT")
+TARGET_PRIVILEGES = (
+    "SELECT",
+    "INSERT",
+    "UPDATE",
+    "DELETE",
+    "CREATE",
+    "DROP",
+    "ALTER",
+    "INDEX",
+    "CREATE VIEW",
+    "CREATE ROUTINE",
+    "ALTER ROUTINE",
+    "TRIGGER",
+    "EVENT",
+)
 
 
 def _open(endpoint: Endpoint, role: str) -> MySQLSession:
@@ -91,7 +104,9 @@ def check_source(config: Config) -> Flavour:
             )
         compression = str(s.variable("binlog_transaction_compression") or "OFF").upper()
         if compression in ("ON", "1"):
-            raise PreflightFailed("binlog_transaction_compression is ON on the source; turn it off for the migration")
+            raise PreflightFailed(
+                "binlog_transaction_compression is ON on the source; turn it off for the migration"
+            )
         present = {str(r[0]) for r in s.rows("SHOW DATABASES")}
         missing = [name for name in config.migration.schemas if name not in present]
         if missing:

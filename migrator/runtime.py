@@ -56,7 +56,7 @@ def open_run(
     clock: Clock | None = None,
     approvals: frozenset[str] = frozenset(),
     crash_points: frozenset[str] = frozenset(),
-    retry: RetryBudget = RetryBudget(),
+    retry: RetryBudget | None = None,
 ) -> Iterator[Runtime]:
     """Own the journal for the duration: preflight, lock, register, and always release on the way out."""
     from steps import STEPS
@@ -72,7 +72,9 @@ def open_run(
     services: ServiceSupervisor | None = None
     try:
         journal.acquire()
-        journal.register(config.migration.name, config.fingerprint(), [(s.NUMBER, s.NAME) for s in STEPS], argv)
+        journal.register(
+            config.migration.name, config.fingerprint(), [(s.NUMBER, s.NAME) for s in STEPS], argv
+        )
         if not fresh:
             run_preflight(config, journal, dns, log=log)
         services = ServiceSupervisor(config, journal, log=log)
@@ -86,15 +88,17 @@ def open_run(
             log=log,
             approvals=approvals,
         )
-        yield Runtime(config, journal, Engine(ctx, STEPS, retry=retry, crash_points=crash_points), services)
+        yield Runtime(config, journal, Engine(ctx, STEPS, retry=retry or RetryBudget(), crash_points=crash_points), services)
     finally:
         if services is not None:
             services.shutdown()
-        if journal._lock_fd is not None:  # noqa: SLF001
+        if journal._lock_fd is not None:
             journal.release_owner()
         journal.close()
 
 
-def run_migration(config: Config, *, log: Any, argv: list[str], until: int | None = None, **kwargs: Any) -> RunResult:
+def run_migration(
+    config: Config, *, log: Any, argv: list[str], until: int | None = None, **kwargs: Any
+) -> RunResult:
     with open_run(config, log=log, argv=argv, **kwargs) as rt:
         return rt.engine.run(until=until)

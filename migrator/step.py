@@ -92,7 +92,9 @@ class StepContext:
         """Poll until ``condition`` holds; the deadline is journaled so a restart keeps the clock."""
         deadline = self.journal.deadline(f"step{self.step_number}.{name}", timeout, now=self.clock.now())
         self.log.info("wait.start", wait=name, deadline_in=round(deadline - self.clock.now(), 1))
-        if not poll_until(self.clock, condition, deadline=deadline, interval=interval, on_tick=self.services.check):
+        if not poll_until(
+            self.clock, condition, deadline=deadline, interval=interval, on_tick=self.services.check
+        ):
             raise StepFailed(
                 f"timed out waiting for {what} (wait {name!r}, {timeout:.0f} s)",
                 hint=f"`migrator status` shows progress; `migrator retry-step {self.step_number}` "
@@ -104,7 +106,9 @@ class StepContext:
         """Let ``seconds`` pass (journaled: a restart waits only what is left), supervising services."""
         key = f"step{self.step_number}.{name}"
         deadline = self.journal.deadline(key, seconds, now=self.clock.now())
-        self.log.info("wait.out", wait=name, why=why, seconds_left=round(max(0.0, deadline - self.clock.now()), 1))
+        self.log.info(
+            "wait.out", wait=name, why=why, seconds_left=round(max(0.0, deadline - self.clock.now()), 1)
+        )
         while self.clock.now() < deadline:
             self.services.check()
             self.clock.sleep(min(1.0, deadline - self.clock.now()))

@@ -33,7 +33,10 @@ def verify_now(config: Config, *, checksums: bool = True) -> dict[str, Any]:
     if checksums:
         report = compare_tables(config.source, config.target, tables, workers=config.sync.checksum_workers)
         data["checksums"] = {
-            "tables": len(tables), "rows": report.rows, "chunks": report.chunks, "seconds": round(report.seconds, 2),
+            "tables": len(tables),
+            "rows": report.rows,
+            "chunks": report.chunks,
+            "seconds": round(report.seconds, 2),
             "mismatches": [
                 f"{m.schema}.{m.table} [{m.lower}, {m.upper}): source {m.source_count} rows, target "
                 f"{m.target_count}, differing keys {list(m.differing_keys)[:10]}"

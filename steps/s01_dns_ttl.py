@@ -41,7 +41,12 @@ def run(ctx: StepContext) -> dict[str, Any]:
     if record.ttl > cfg.ttl:
         change = ctx.dns.upsert(DnsRecord(record.name, record.value, cfg.ttl, record.record_type))
         ctx.put_fact("dns_ttl_change", change)
-        ctx.wait("ttl-change-in-sync", lambda: ctx.dns.in_sync(change), timeout=600, what="the TTL change to be in sync")
+        ctx.wait(
+            "ttl-change-in-sync",
+            lambda: ctx.dns.in_sync(change),
+            timeout=600,
+            what="the TTL change to be in sync",
+        )
     ctx.wait_out("old-ttl", int(original["ttl"]), why="clients may cache the record for its old TTL")
     return {"dns_original": original}
 

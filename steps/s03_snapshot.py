@@ -10,7 +10,7 @@ from migrator.step import Check, StepContext
 
 NUMBER = 3
 NAME = "snapshot"
-NEEDS = ("replica_id",)
+NEEDS: tuple[str, ...] = ("replica_id",)
 
 
 def describe(config: Config) -> str:

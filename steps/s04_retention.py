@@ -11,11 +11,15 @@ from migrator.step import Check, StepContext
 
 NUMBER = 4
 NAME = "binlog-retention"
-NEEDS = ("snapshot",)
+NEEDS: tuple[str, ...] = ("snapshot",)
 
 
 def describe(config: Config) -> str:
-    how = "mysql.rds_set_configuration('binlog retention hours', N)" if config.rds else "binlog_expire_logs_seconds"
+    how = (
+        "mysql.rds_set_configuration('binlog retention hours', N)"
+        if config.rds
+        else "binlog_expire_logs_seconds"
+    )
     return (
         f"confirm binlog retention >= {config.binlog.retention_hours} h ({how}), confirm SHOW BINARY LOGS still "
         f"lists the snapshot's file, then wait {config.binlog.wait_seconds} s (journaled)"

@@ -11,7 +11,7 @@ from migrator.tools.binlog_streamer import check_source_has
 
 NUMBER = 5
 NAME = "stream-binlogs"
-NEEDS = ("snapshot",)
+NEEDS: tuple[str, ...] = ("snapshot",)
 
 
 def describe(config: Config) -> str:
@@ -27,15 +27,19 @@ def _archived(ctx: StepContext) -> bool:
     streamer = ctx.services.streamer
     if streamer is None:
         return False
-    return any(f.name == snapshot["file"] and f.size >= int(snapshot["position"]) for f in streamer.archived_files())
+    return any(
+        f.name == snapshot["file"] and f.size >= int(snapshot["position"]) for f in streamer.archived_files()
+    )
 
 
 def check(ctx: StepContext) -> Check:
     desired = ctx.journal.services().get(STREAMER, ("stopped", None))[0]
-    if desired == "running" and ctx.services.streamer is not None and ctx.services.streamer.is_running():
-        if _archived(ctx):
-            return Check(True, "streamer running and the snapshot's file is archived",
-                         {"streamer_server_id": ctx.config.binlog.streamer_server_id})
+    if desired == "running" and ctx.services.streamer is not None and ctx.services.streamer.is_running() and _archived(ctx):
+        return Check(
+            True,
+            "streamer running and the snapshot's file is archived",
+            {"streamer_server_id": ctx.config.binlog.streamer_server_id},
+        )
     return Check(False, "streamer not running")
 
 

@@ -16,7 +16,7 @@ from migrator.tools.dump_pipe import ChunkCopier, CopyProgress
 
 NUMBER = 6
 NAME = "copy"
-NEEDS = ("snapshot", "replica_id")
+NEEDS: tuple[str, ...] = ("snapshot", "replica_id")
 
 
 def describe(config: Config) -> str:
@@ -39,7 +39,7 @@ class JournalChunkLedger:
     def mark_started(self, chunk: Chunk) -> None:
         self.journal.mark_chunk(chunk.chunk_id(), "started")
 
-    def mark_done(self, chunk: Chunk, rows: int, bytes: int) -> None:  # noqa: A002 - protocol name
+    def mark_done(self, chunk: Chunk, rows: int, bytes: int) -> None:
         self.journal.mark_chunk(chunk.chunk_id(), "done", rows, bytes)
 
 
@@ -92,7 +92,7 @@ def run(ctx: StepContext) -> dict[str, Any]:
         log=ctx.log,
     )
     report = copier.copy(plan)
-    progress = ctx.journal.copy_progress()
+    progress: dict[str, float] = dict(ctx.journal.copy_progress())
     progress["seconds"] = round(time.monotonic() - started, 2)
     ctx.log.info("copy.done", rows=report.rows, bytes=report.bytes, seconds=report.seconds)
     return {"copy": progress}

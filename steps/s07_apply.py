@@ -14,7 +14,7 @@ from migrator.step import Check, StepContext
 
 NUMBER = 7
 NAME = "apply-binlogs"
-NEEDS = ("snapshot", "copy")
+NEEDS: tuple[str, ...] = ("snapshot", "copy")
 
 
 def describe(config: Config) -> str:
@@ -27,7 +27,7 @@ def describe(config: Config) -> str:
 
 def check(ctx: StepContext) -> Check:
     desired = ctx.journal.services().get(APPLIER, ("stopped", None))[0]
-    thread = ctx.services._applier_thread  # noqa: SLF001 - the supervisor is ours
+    thread = ctx.services._applier_thread
     if desired == "running" and thread is not None and thread.is_alive():
         return Check(True, "applier running")
     return Check(False, "applier not running")

@@ -12,7 +12,7 @@ from migrator.sync_status import SyncStatus, measure
 
 NUMBER = 8
 NAME = "approx-sync"
-NEEDS = ("snapshot", "apply_started_at")
+NEEDS: tuple[str, ...] = ("snapshot", "apply_started_at")
 
 
 def describe(config: Config) -> str:
@@ -50,8 +50,13 @@ def run(ctx: StepContext) -> dict[str, Any]:
         ctx.log.info("sync.lag", **status.as_dict())
         return _close_enough(ctx, status)
 
-    ctx.wait("lag", close_enough, timeout=ctx.config.sync.timeout_seconds, interval=1.0,
-             what="the target to be within the lag thresholds")
+    ctx.wait(
+        "lag",
+        close_enough,
+        timeout=ctx.config.sync.timeout_seconds,
+        interval=1.0,
+        what="the target to be within the lag thresholds",
+    )
     schemas = list(ctx.config.migration.schemas)
     with ctx.source() as s, ctx.target() as t:
         tables = base_tables(s, schemas)

@@ -12,7 +12,7 @@ from migrator.step import Check, StepContext
 
 NUMBER = 9
 NAME = "pause-writes"
-NEEDS = ("approx_sync",)
+NEEDS: tuple[str, ...] = ("approx_sync",)
 
 
 def describe(config: Config) -> str:
@@ -23,7 +23,9 @@ def describe(config: Config) -> str:
         parts.append(f"run the pause hook {' '.join(config.cutover.pause_hook)!r}")
     if config.cutover.read_only:
         how = "the source's DB parameter group (read_only=1)" if config.rds else "SET GLOBAL read_only=ON"
-        parts.append(f"set the source read-only through {how}, giving up after {config.cutover.freeze_timeout_seconds} s")
+        parts.append(
+            f"set the source read-only through {how}, giving up after {config.cutover.freeze_timeout_seconds} s"
+        )
     return "; ".join(parts) + "; record the moment (start of the write pause)"
 
 
@@ -43,7 +45,11 @@ def check(ctx: StepContext) -> Check:
 
 def run(ctx: StepContext) -> dict[str, Any]:
     cut = ctx.config.cutover
-    if cut.require_approval and "cutover" not in ctx.approvals and ctx.journal.fact("cutover_approved") is None:
+    if (
+        cut.require_approval
+        and "cutover" not in ctx.approvals
+        and ctx.journal.fact("cutover_approved") is None
+    ):
         raise OperatorGate(
             "waiting for approval to pause writes on the source (cut-over)",
             hint="check `migrator status` and `migrator verify`, then `migrator run --approve-cutover`",
@@ -55,7 +61,11 @@ def run(ctx: StepContext) -> dict[str, Any]:
     if paused_at is None:
         paused_at = ctx.clock.now()
         ctx.put_fact("paused_at", paused_at)
-    context = {"source_host": ctx.config.source.host, "source_port": str(ctx.config.source.port), "event": "pause"}
+    context = {
+        "source_host": ctx.config.source.host,
+        "source_port": str(ctx.config.source.port),
+        "event": "pause",
+    }
     run_hook(cut.pause_hook, context, timeout=cut.hook_timeout_seconds)
     if cut.read_only:
         try:
@@ -74,6 +84,10 @@ def run(ctx: StepContext) -> dict[str, Any]:
 def _unfreeze(ctx: StepContext) -> None:
     """Undo a failed freeze so the application keeps writing to the source."""
     ctx.platform.set_source_read_only(False)
-    context = {"source_host": ctx.config.source.host, "source_port": str(ctx.config.source.port), "event": "abort"}
+    context = {
+        "source_host": ctx.config.source.host,
+        "source_port": str(ctx.config.source.port),
+        "event": "abort",
+    }
     run_hook(ctx.config.cutover.resume_hook, context, timeout=ctx.config.cutover.hook_timeout_seconds)
     ctx.journal.put_fact("paused_at", None, step=NUMBER)

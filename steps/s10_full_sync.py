@@ -14,7 +14,7 @@ from migrator.sync_status import SyncStatus, measure
 
 NUMBER = 10
 NAME = "full-sync"
-NEEDS = ("paused_at",)
+NEEDS: tuple[str, ...] = ("paused_at",)
 
 
 def describe(config: Config) -> str:
@@ -38,14 +38,21 @@ def run(ctx: StepContext) -> dict[str, Any]:
         last[:] = [status]
         return status.at_head
 
-    ctx.wait("catch-up", at_head, timeout=ctx.config.cutover.catchup_timeout_seconds, interval=0.1,
-             what="the applier to reach the paused source's final position")
+    ctx.wait(
+        "catch-up",
+        at_head,
+        timeout=ctx.config.cutover.catchup_timeout_seconds,
+        interval=0.1,
+        what="the applier to reach the paused source's final position",
+    )
     final = last[0].source_head
     ctx.put_fact("final_position", final.as_list())
     schemas = [s for s in ctx.config.migration.schemas if s != HEARTBEAT_SCHEMA]
     with ctx.source() as s:
         tables = base_tables(s, schemas)
-    report = compare_tables(ctx.config.source, ctx.config.target, tables, workers=ctx.config.sync.checksum_workers)
+    report = compare_tables(
+        ctx.config.source, ctx.config.target, tables, workers=ctx.config.sync.checksum_workers
+    )
     with ctx.source() as s, ctx.target() as t:
         after = measure(s, t, ctx.source_flavour)
     if after.source_head != final:
@@ -65,9 +72,16 @@ def run(ctx: StepContext) -> dict[str, Any]:
             f"{len(report.mismatches)} chunk(s) differ between source and target: {detail}",
             hint="the target is not a faithful copy; do not cut over. `migrator verify` shows the same detail",
         )
-    ctx.log.info("verify.equal", tables=len(tables), rows=report.rows, chunks=report.chunks, seconds=report.seconds)
+    ctx.log.info(
+        "verify.equal", tables=len(tables), rows=report.rows, chunks=report.chunks, seconds=report.seconds
+    )
     return {
         "final_position": final.as_list(),
-        "verification": {"tables": len(tables), "rows": report.rows, "chunks": report.chunks,
-                         "seconds": round(report.seconds, 2), "ok": True},
+        "verification": {
+            "tables": len(tables),
+            "rows": report.rows,
+            "chunks": report.chunks,
+            "seconds": round(report.seconds, 2),
+            "ok": True,
+        },
     }

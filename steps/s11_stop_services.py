@@ -10,7 +10,7 @@ from migrator.step import Check, StepContext
 
 NUMBER = 11
 NAME = "stop-services"
-NEEDS = ("final_position",)
+NEEDS: tuple[str, ...] = ("final_position",)
 
 
 def describe(config: Config) -> str:

@@ -17,7 +17,7 @@ from migrator.step import Check, StepContext
 
 NUMBER = 12
 NAME = "routines"
-NEEDS = ("final_position",)
+NEEDS: tuple[str, ...] = ("final_position",)
 
 
 def describe(config: Config) -> str:
@@ -54,10 +54,17 @@ def run(ctx: StepContext) -> dict[str, Any]:
             sql, replaced = routines.map_definer(d.create_sql, existing, ctx.config.definers.fallback)
             if replaced is not None:
                 remapped.append(f"{d.ref}: {replaced[0]}@{replaced[1]} -> {ctx.config.definers.fallback}")
-                ctx.log.warning("definer.mapped", object=str(d.ref), definer=f"{replaced[0]}@{replaced[1]}",
-                                to=ctx.config.definers.fallback)
-            pending.append(routines.Definition(d.ref, sql, d.sql_mode, d.character_set_client,
-                                               d.collation_connection, d.time_zone))
+                ctx.log.warning(
+                    "definer.mapped",
+                    object=str(d.ref),
+                    definer=f"{replaced[0]}@{replaced[1]}",
+                    to=ctx.config.definers.fallback,
+                )
+            pending.append(
+                routines.Definition(
+                    d.ref, sql, d.sql_mode, d.character_set_client, d.collation_connection, d.time_zone
+                )
+            )
         # Views may depend on views: create in passes until nothing more succeeds.
         errors: dict[str, str] = {}
         while pending:

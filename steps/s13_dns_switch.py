@@ -10,11 +10,15 @@ from migrator.step import Check, StepContext
 
 NUMBER = 13
 NAME = "dns-switch"
-NEEDS = ("paused_at", "final_position")
+NEEDS: tuple[str, ...] = ("paused_at", "final_position")
 
 
 def describe(config: Config) -> str:
-    how = "UPSERT in Route53 and GetChange until INSYNC" if config.dns.provider == "route53" else "rewrite the local record"
+    how = (
+        "UPSERT in Route53 and GetChange until INSYNC"
+        if config.dns.provider == "route53"
+        else "rewrite the local record"
+    )
     return f"point {config.dns.record} at {config.dns.target_value} (TTL {config.dns.ttl} s): {how}"
 
 
@@ -33,7 +37,12 @@ def run(ctx: StepContext) -> dict[str, Any]:
     if change is None or record.value != cfg.target_value:
         change = ctx.dns.upsert(DnsRecord(cfg.record, cfg.target_value, cfg.ttl, record.record_type))
         ctx.put_fact("dns_switch_change", change)  # a resume re-polls this change instead of writing again
-    ctx.wait("in-sync", lambda: ctx.dns.in_sync(change), timeout=600, interval=1.0,
-             what=f"the DNS change {change} to be in sync")
+    ctx.wait(
+        "in-sync",
+        lambda: ctx.dns.in_sync(change),
+        timeout=600,
+        interval=1.0,
+        what=f"the DNS change {change} to be in sync",
+    )
     ctx.log.info("dns.switched", record=cfg.record, value=cfg.target_value)
     return {"dns_switch_change": change, "switched_at": ctx.clock.now()}

@@ -10,11 +10,15 @@ from migrator.step import Check, StepContext
 
 NUMBER = 14
 NAME = "resume-writes"
-NEEDS = ("paused_at", "dns_switch_change")
+NEEDS: tuple[str, ...] = ("paused_at", "dns_switch_change")
 
 
 def describe(config: Config) -> str:
-    hook = f"; run the resume hook {' '.join(config.cutover.resume_hook)!r}" if config.cutover.resume_hook else ""
+    hook = (
+        f"; run the resume hook {' '.join(config.cutover.resume_hook)!r}"
+        if config.cutover.resume_hook
+        else ""
+    )
     return f"set the target writable (read_only=OFF){hook}; report the write pause (step 9 to now)"
 
 
@@ -26,8 +30,11 @@ def _target_writable(ctx: StepContext) -> bool:
 def check(ctx: StepContext) -> Check:
     resumed = ctx.journal.fact("resumed_at")
     if resumed is not None and _target_writable(ctx):
-        return Check(True, "target writable", {"resumed_at": resumed,
-                                               "write_pause_seconds": ctx.journal.fact("write_pause_seconds")})
+        return Check(
+            True,
+            "target writable",
+            {"resumed_at": resumed, "write_pause_seconds": ctx.journal.fact("write_pause_seconds")},
+        )
     return Check(False, "target still read-only")
 
 
@@ -38,7 +45,11 @@ def run(ctx: StepContext) -> dict[str, Any]:
     resumed_at = ctx.clock.now()
     pause = round(resumed_at - float(ctx.fact("paused_at")), 3)
     cut = ctx.config.cutover
-    context = {"target_host": ctx.config.target.host, "target_port": str(ctx.config.target.port), "event": "resume"}
+    context = {
+        "target_host": ctx.config.target.host,
+        "target_port": str(ctx.config.target.port),
+        "event": "resume",
+    }
     run_hook(cut.resume_hook, context, timeout=cut.hook_timeout_seconds)
     ctx.log.info("writes.resumed", on=ctx.config.target.describe(), write_pause_seconds=pause)
     return {"resumed_at": resumed_at, "write_pause_seconds": pause}

@@ -39,8 +39,12 @@ def make_server(server_template: Path, tmp_path: Path) -> Iterator[MakeServer]:
     """Start a server: ``make_server("source", server_id=1)``; killed and removed at teardown."""
     started: list[LocalServer] = []
 
-    def _make(name: str, server_id: int, *, log_bin: bool = True, extra_args: tuple[str, ...] = ()) -> LocalServer:
-        server = LocalServer(tmp_path / "servers" / name, server_id=server_id, log_bin=log_bin, extra_args=extra_args)
+    def _make(
+        name: str, server_id: int, *, log_bin: bool = True, extra_args: tuple[str, ...] = ()
+    ) -> LocalServer:
+        server = LocalServer(
+            tmp_path / "servers" / name, server_id=server_id, log_bin=log_bin, extra_args=extra_args
+        )
         server.datadir.parent.mkdir(parents=True, exist_ok=True)
         server.initialise_from(server_template)
         server.start()

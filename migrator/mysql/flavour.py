@@ -144,7 +144,7 @@ class Flavour:
 
 def detect(version: str) -> Flavour:
     """From ``SELECT VERSION()``: '10.11.19-MariaDB-0+deb12u1' or '8.0.36'."""
-    numbers = version.split("-")[0].split(".")
+    numbers = version.split("-", maxsplit=1)[0].split(".")
     major, minor = int(numbers[0]), int(numbers[1]) if len(numbers) > 1 else 0
     return Flavour("mariadb" if "mariadb" in version.lower() else "mysql", major, minor)
 

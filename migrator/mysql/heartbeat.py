@@ -43,13 +43,15 @@ def lag_seconds(source: MySQLSession, target: MySQLSession) -> float | None:
     src, tgt = latest(source), latest(target)
     if src is None or tgt is None:
         return None
-    return max(0.0, (src[1] - tgt[1]).total_seconds())
+    return max(0.0, float((src[1] - tgt[1]).total_seconds()))
 
 
 class HeartbeatWriter:
     """A service thread: one beat every ``interval`` seconds until stopped."""
 
-    def __init__(self, source: Endpoint, interval: float, *, log: Any, wait: Callable[[float], bool] | None = None):
+    def __init__(
+        self, source: Endpoint, interval: float, *, log: Any, wait: Callable[[float], bool] | None = None
+    ):
         self.source = source
         self.interval = interval
         self.log = log

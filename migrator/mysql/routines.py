@@ -14,7 +14,9 @@ from typing import Any
 from migrator.mysql.session import MySQLSession, qualified, quote_identifier
 
 ORDER = ("PROCEDURE", "FUNCTION", "VIEW", "TRIGGER", "EVENT")
-_DEFINER = re.compile(r"DEFINER\s*=\s*(`(?:[^`]|``)*`|'[^']*'|\S+?)@(`(?:[^`]|``)*`|'[^']*'|[^\s*]+)", re.IGNORECASE)
+_DEFINER = re.compile(
+    r"DEFINER\s*=\s*(`(?:[^`]|``)*`|'[^']*'|\S+?)@(`(?:[^`]|``)*`|'[^']*'|[^\s*]+)", re.IGNORECASE
+)
 
 
 @dataclass(frozen=True, order=True)
@@ -44,22 +46,33 @@ def list_objects(session: MySQLSession, schemas: list[str]) -> list[ObjectRef]:
     refs: list[ObjectRef] = []
     for kind, schema, name in session.rows(
         f"SELECT ROUTINE_TYPE, ROUTINE_SCHEMA, ROUTINE_NAME FROM information_schema.ROUTINES "
-        f"WHERE ROUTINE_SCHEMA IN ({marks})", schemas
+        f"WHERE ROUTINE_SCHEMA IN ({marks})",
+        schemas,
     ):
         refs.append(ObjectRef(str(kind), str(schema), str(name)))
     for kind, query in (
-        ("TRIGGER", "SELECT TRIGGER_SCHEMA, TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA"),
+        (
+            "TRIGGER",
+            "SELECT TRIGGER_SCHEMA, TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA",
+        ),
         ("EVENT", "SELECT EVENT_SCHEMA, EVENT_NAME FROM information_schema.EVENTS WHERE EVENT_SCHEMA"),
         ("VIEW", "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.VIEWS WHERE TABLE_SCHEMA"),
     ):
-        refs.extend(ObjectRef(kind, str(s), str(n)) for s, n in session.rows(f"{query} IN ({marks})", schemas))
+        refs.extend(
+            ObjectRef(kind, str(s), str(n)) for s, n in session.rows(f"{query} IN ({marks})", schemas)
+        )
     return sorted(refs, key=lambda r: (ORDER.index(r.kind), r.schema, r.name))
 
 
 def definition(session: MySQLSession, ref: ObjectRef) -> Definition:
     row: dict[str, Any] = session.dicts(f"SHOW CREATE {ref.kind} {qualified(ref.schema, ref.name)}")[0]
-    sql_key = {"PROCEDURE": "Create Procedure", "FUNCTION": "Create Function", "TRIGGER": "SQL Original Statement",
-               "EVENT": "Create Event", "VIEW": "Create View"}[ref.kind]
+    sql_key = {
+        "PROCEDURE": "Create Procedure",
+        "FUNCTION": "Create Function",
+        "TRIGGER": "SQL Original Statement",
+        "EVENT": "Create Event",
+        "VIEW": "Create View",
+    }[ref.kind]
     return Definition(
         ref=ref,
         create_sql=str(row[sql_key]),
@@ -87,7 +100,9 @@ def accounts(session: MySQLSession) -> set[tuple[str, str]]:
     return {(str(u), str(h)) for u, h in session.rows("SELECT User, Host FROM mysql.user")}
 
 
-def map_definer(sql: str, existing: set[tuple[str, str]], fallback: str) -> tuple[str, tuple[str, str] | None]:
+def map_definer(
+    sql: str, existing: set[tuple[str, str]], fallback: str
+) -> tuple[str, tuple[str, str] | None]:
     """Replace a DEFINER the target lacks with ``fallback`` (user@host); returns (sql, replaced account)."""
     found = definer_of(sql)
     if found is None or found in existing:

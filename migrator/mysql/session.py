@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from typing import Any
+from contextlib import contextmanager, suppress
+from typing import Any, TypeAlias
 
 import pymysql
 import pymysql.cursors
@@ -15,7 +15,7 @@ from migrator.endpoint import Endpoint
 # Errors worth another try: connection lost/refused, lock wait timeout, deadlock.
 TRANSIENT_MYSQL_ERRORS = frozenset({2002, 2003, 2006, 2013, 2055, 1205, 1213, 1053, 1927})
 
-Connection = pymysql.connections.Connection  # type: ignore[type-arg]
+Connection: TypeAlias = Any  # pymysql ships no type hints
 
 
 def error_code(exc: BaseException) -> int | None:
@@ -76,13 +76,11 @@ class MySQLSession:
 
     def __init__(self, endpoint: Endpoint, database: str | None = None, **kwargs: Any) -> None:
         self.endpoint = endpoint
-        self.conn = connect(endpoint, database, **kwargs)
+        self.conn: Connection = connect(endpoint, database, **kwargs)
 
     def close(self) -> None:
-        try:
+        with suppress(pymysql.err.Error):
             self.conn.close()
-        except pymysql.err.Error:
-            pass
 
     def __enter__(self) -> MySQLSession:
         return self

@@ -121,18 +121,32 @@ class LocalPlatform:
     def _load_consistent_copy(self, flavour: Flavour, replica: Endpoint) -> None:
         schemas = [*self.config.migration.schemas, HEARTBEAT_SCHEMA]
         secrets = self.config.secrets_dir
-        with DefaultsFile(self.config.source, parent=secrets) as src_cnf, DefaultsFile(replica, parent=secrets) as dst_cnf:
+        with (
+            DefaultsFile(self.config.source, parent=secrets) as src_cnf,
+            DefaultsFile(replica, parent=secrets) as dst_cnf,
+        ):
             dump = subprocess.Popen(
                 [
-                    find_binary(*flavour.dump_tool), f"--defaults-extra-file={src_cnf}",
-                    "--single-transaction", "--master-data=1", "--routines", "--triggers", "--events",
-                    "--hex-blob", "--no-tablespaces", "--databases", *schemas,
+                    find_binary(*flavour.dump_tool),
+                    f"--defaults-extra-file={src_cnf}",
+                    "--single-transaction",
+                    "--master-data=1",
+                    "--routines",
+                    "--triggers",
+                    "--events",
+                    "--hex-blob",
+                    "--no-tablespaces",
+                    "--databases",
+                    *schemas,
                 ],
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
             )
             load = subprocess.run(
                 [find_binary(*flavour.client_tool), f"--defaults-extra-file={dst_cnf}"],
-                stdin=dump.stdout, capture_output=True, check=False,
+                stdin=dump.stdout,
+                capture_output=True,
+                check=False,
             )
             assert dump.stdout is not None
             dump.stdout.close()
@@ -146,13 +160,17 @@ class LocalPlatform:
 
     def replica_state(self, identifier: str) -> ReplicaState:
         if not self._created_marker(identifier).exists():
-            return ReplicaState(exists=False, available=False, replicating=False, lag_seconds=None, promoted=False)
+            return ReplicaState(
+                exists=False, available=False, replicating=False, lag_seconds=None, promoted=False
+            )
         handle = self.replica_handle(identifier)
         with MySQLSession(handle.endpoint) as s:
             flavour = self._flavour(s)
             rows = s.dicts(flavour.replica_status_sql)
         if not rows:
-            return ReplicaState(exists=True, available=True, replicating=False, lag_seconds=None, promoted=True)
+            return ReplicaState(
+                exists=True, available=True, replicating=False, lag_seconds=None, promoted=True
+            )
         row = rows[0]
         io, sql = flavour.replica_threads_running(row)
         if not sql and flavour.replica_error(row):
@@ -160,7 +178,9 @@ class LocalPlatform:
         lag = flavour.replica_lag_seconds(row)
         if io and sql and not flavour.replica_caught_up(row):
             lag = max(lag or 0.0, 0.001)  # Seconds_Behind says 0 while events are still queued
-        return ReplicaState(exists=True, available=True, replicating=io and sql, lag_seconds=lag, promoted=False)
+        return ReplicaState(
+            exists=True, available=True, replicating=io and sql, lag_seconds=lag, promoted=False
+        )
 
     def stop_replication(self, identifier: str) -> SnapshotCoordinates:
         handle = self.replica_handle(identifier)

@@ -8,14 +8,17 @@ Datadirs are copied from a template built once by ``mariadb-install-db`` (0.1 s 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pymysql
 
@@ -31,8 +34,10 @@ def free_port() -> int:
 def find_binary(*names: str) -> str:
     for name in names:
         for prefix in ("", "/usr/sbin/", "/usr/bin/", "/usr/local/mysql/bin/"):
-            found = shutil.which(prefix + name) if prefix == "" else (
-                prefix + name if os.access(prefix + name, os.X_OK) else None
+            found = (
+                shutil.which(prefix + name)
+                if prefix == ""
+                else (prefix + name if os.access(prefix + name, os.X_OK) else None)
             )
             if found:
                 return found
@@ -87,7 +92,9 @@ class LocalServer:
     @property
     def socket_path(self) -> Path:
         # Unix socket paths are limited to ~107 bytes; datadirs under pytest's tmp can be long.
-        return Path("/tmp") / f"migrator-{os.getpid()}-{self.server_id}-{abs(hash(str(self.datadir))) % 10**8}.sock"
+        # Derived from the datadir alone, so every process (a resumed run too) finds the same socket.
+        digest = hashlib.sha256(str(self.datadir.resolve()).encode()).hexdigest()[:20]
+        return Path(tempfile.gettempdir()) / f"migrator-{digest}.sock"
 
     @property
     def pid_file(self) -> Path:
@@ -143,7 +150,7 @@ class LocalServer:
                 self.port = free_port()
             self.socket_path.unlink(missing_ok=True)
             with open(self.datadir / "stdout.log", "ab") as out:
-                self.process = subprocess.Popen(  # noqa: S603 - argv list, no shell
+                self.process = subprocess.Popen(
                     self.args(),
                     stdout=out,
                     stderr=subprocess.STDOUT,
@@ -220,6 +227,11 @@ class LocalServer:
                 if self.process.poll() is not None:
                     return True
             else:
+                # A child started by another LocalServer object of this process lingers as a zombie
+                # (os.kill(pid, 0) succeeds on zombies) until someone reaps it.
+                with contextlib.suppress(ChildProcessError):
+                    if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                        return True
                 try:
                     os.kill(pid, 0)
                 except ProcessLookupError:
@@ -227,10 +239,13 @@ class LocalServer:
             time.sleep(0.02)
         return False
 
-    def root(self, database: str | None = None) -> pymysql.connections.Connection:  # type: ignore[type-arg]
+    def root(self, database: str | None = None) -> Any:
         """An administrative connection over the unix socket (tests and the sandbox only)."""
         return pymysql.connect(
-            unix_socket=str(self.socket_path), user="root", database=database, autocommit=True,
+            unix_socket=str(self.socket_path),
+            user="root",
+            database=database,
+            autocommit=True,
             charset="utf8mb4",
         )
 

@@ -56,7 +56,9 @@ def test_secrets_never_print(tmp_path: Path) -> None:
     assert "s-secret" not in text and "t-secret" not in text
 
 
-def test_fingerprint_changes_with_target_not_with_password(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fingerprint_changes_with_target_not_with_password(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     first = load(write(tmp_path, MINIMAL)).fingerprint()
     monkeypatch.setenv("TEST_SOURCE_PW", "another")
     assert load(write(tmp_path, MINIMAL)).fingerprint() == first
@@ -66,22 +68,40 @@ def test_fingerprint_changes_with_target_not_with_password(tmp_path: Path, monke
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (lambda t: t.replace('[migration]', '[migration]\nbogus = 1'), "unknown key(s) in [migration]: bogus"),
+        (
+            lambda t: t.replace("[migration]", "[migration]\nbogus = 1"),
+            "unknown key(s) in [migration]: bogus",
+        ),
         (lambda t: t + "\n[extras]\nx=1\n", "unknown section(s): extras"),
-        (lambda t: t.replace('port = 3307', 'port = "3307"'), "source.port must be int, got str"),
-        (lambda t: t.replace('port = 3307', 'port = 70000'), "source.port must be 0-65535"),
-        (lambda t: t.replace('schemas = ["shop"]', 'schemas = []'), "migration.schemas must list at least one"),
-        (lambda t: t.replace('schemas = ["shop"]', 'schemas = ["mysql"]'), "must not include system schemas: mysql"),
-        (lambda t: t.replace('user = "migrator"\npassword_env', 'password_env'), "source.user is required"),
-        (lambda t: t.replace('TEST_SOURCE_PW', 'NOT_SET_ANYWHERE_PW'), "NOT_SET_ANYWHERE_PW, which is not set"),
-        (lambda t: t.replace('target.pw', 'missing.pw'), "cannot read"),
-        (lambda t: t.replace('[migration]', '[migration]\nplatform = "gcp"'), "migration.platform must be one of local, rds"),
-        (lambda t: t.replace('[migration]', '[migration]\nplatform = "rds"'), "there is no [rds] section"),
-        (lambda t: t + '\n[copy]\nworkers = 0\n', "copy.workers must be > 0"),
-        (lambda t: t + '\n[copy]\nworkers = true\n', "copy.workers must be int, got bool"),
-        (lambda t: t + '\n[cutover]\nread_only = false\n', "nothing would pause writes"),
+        (lambda t: t.replace("port = 3307", 'port = "3307"'), "source.port must be int, got str"),
+        (lambda t: t.replace("port = 3307", "port = 70000"), "source.port must be 0-65535"),
+        (
+            lambda t: t.replace('schemas = ["shop"]', "schemas = []"),
+            "migration.schemas must list at least one",
+        ),
+        (
+            lambda t: t.replace('schemas = ["shop"]', 'schemas = ["mysql"]'),
+            "must not include system schemas: mysql",
+        ),
+        (lambda t: t.replace('user = "migrator"\npassword_env', "password_env"), "source.user is required"),
+        (
+            lambda t: t.replace("TEST_SOURCE_PW", "NOT_SET_ANYWHERE_PW"),
+            "NOT_SET_ANYWHERE_PW, which is not set",
+        ),
+        (lambda t: t.replace("target.pw", "missing.pw"), "cannot read"),
+        (
+            lambda t: t.replace("[migration]", '[migration]\nplatform = "gcp"'),
+            "migration.platform must be one of local, rds",
+        ),
+        (lambda t: t.replace("[migration]", '[migration]\nplatform = "rds"'), "there is no [rds] section"),
+        (lambda t: t + "\n[copy]\nworkers = 0\n", "copy.workers must be > 0"),
+        (lambda t: t + "\n[copy]\nworkers = true\n", "copy.workers must be int, got bool"),
+        (lambda t: t + "\n[cutover]\nread_only = false\n", "nothing would pause writes"),
         (lambda t: t + '\n[definers]\nfallback = "root"\n', "definers.fallback must look like user@host"),
-        (lambda t: t.replace('record = ', 'provider = "route53"\nrecord = '), "dns.hosted_zone_id is required"),
+        (
+            lambda t: t.replace("record = ", 'provider = "route53"\nrecord = '),
+            "dns.hosted_zone_id is required",
+        ),
         (lambda t: t.replace("[dns]\n", ""), "section [dns] is required"),
         (lambda t: t + "\nthis is = not toml [", "invalid TOML"),
     ],
@@ -101,7 +121,9 @@ def test_missing_file(tmp_path: Path) -> None:
 
 
 def test_password_literal_and_env_conflict(tmp_path: Path) -> None:
-    text = MINIMAL.replace('password_env = "TEST_SOURCE_PW"', 'password_env = "TEST_SOURCE_PW"\npassword = "x"')
+    text = MINIMAL.replace(
+        'password_env = "TEST_SOURCE_PW"', 'password_env = "TEST_SOURCE_PW"\npassword = "x"'
+    )
     with pytest.raises(ConfigError, match="give only one of"):
         load(write(tmp_path, text))
 

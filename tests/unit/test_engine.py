@@ -48,8 +48,15 @@ def make(tmp_path: Path, steps: list[FakeStep]) -> tuple[Engine, Journal, FakeCl
     journal.acquire()
     journal.register("t", "fp", [(s.NUMBER, s.NAME) for s in steps], [])
     clock = FakeClock()
-    ctx = StepContext(config=None, journal=journal, platform=None, dns=None, clock=clock,  # type: ignore[arg-type]
-                      services=NoServices(), log=structlog.get_logger())  # type: ignore[arg-type]
+    ctx = StepContext(
+        config=None,
+        journal=journal,
+        platform=None,
+        dns=None,
+        clock=clock,  # type: ignore[arg-type]
+        services=NoServices(),
+        log=structlog.get_logger(),
+    )  # type: ignore[arg-type]
     return Engine(ctx, steps, retry=RetryBudget(attempts=3, seconds=60)), journal, clock
 
 
@@ -95,7 +102,7 @@ def test_budget_exhausted_fails_step_with_error(tmp_path: Path) -> None:
 
 def test_non_transient_errors_do_not_retry(tmp_path: Path) -> None:
     steps = [FakeStep(1, "a", failures=[pymysql.err.ProgrammingError(1064, "syntax")])]
-    engine, journal, _ = make(tmp_path, steps)
+    engine, _journal, _ = make(tmp_path, steps)
     with pytest.raises(StepFailed, match="syntax"):
         engine.run()
     assert steps[0].runs == 1

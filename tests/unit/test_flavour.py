@@ -21,7 +21,9 @@ def test_statements_per_dialect() -> None:
     assert MYSQL_8_4.reset_replica_all_sql == "RESET REPLICA ALL"
     sql, args = MYSQL_8_4.change_source_sql(host="h", port=1, user="u", password="p", log_file="f", log_pos=4)
     assert sql.startswith("CHANGE REPLICATION SOURCE TO SOURCE_HOST") and args == ("h", 1, "u", "p", "f", 4)
-    sql, _ = MARIADB_10_11.change_source_sql(host="h", port=1, user="u", password="p", log_file="f", log_pos=4)
+    sql, _ = MARIADB_10_11.change_source_sql(
+        host="h", port=1, user="u", password="p", log_file="f", log_pos=4
+    )
     assert sql.startswith("CHANGE MASTER TO") and "MASTER_USE_GTID=no" in sql
 
 
@@ -38,14 +40,27 @@ def test_read_only_statements() -> None:
 
 
 def test_coordinates_pair_relay_master_file_with_exec_pos() -> None:
-    mariadb_row = {"Master_Log_File": "mysql-bin.000009", "Read_Master_Log_Pos": 900,
-                   "Relay_Master_Log_File": "mysql-bin.000008", "Exec_Master_Log_Pos": 555, "Gtid_IO_Pos": "0-1-7"}
-    assert MARIADB_10_11.replica_coordinates(mariadb_row) == SnapshotCoordinates("mysql-bin.000008", 555, "0-1-7")
+    mariadb_row = {
+        "Master_Log_File": "mysql-bin.000009",
+        "Read_Master_Log_Pos": 900,
+        "Relay_Master_Log_File": "mysql-bin.000008",
+        "Exec_Master_Log_Pos": 555,
+        "Gtid_IO_Pos": "0-1-7",
+    }
+    assert MARIADB_10_11.replica_coordinates(mariadb_row) == SnapshotCoordinates(
+        "mysql-bin.000008", 555, "0-1-7"
+    )
     assert not MARIADB_10_11.replica_caught_up(mariadb_row)
-    mysql_row = {"Source_Log_File": "binlog.000002", "Read_Source_Log_Pos": 77,
-                 "Relay_Source_Log_File": "binlog.000002", "Exec_Source_Log_Pos": 77,
-                 "Executed_Gtid_Set": "", "Replica_IO_Running": "Yes", "Replica_SQL_Running": "Yes",
-                 "Seconds_Behind_Source": 0}
+    mysql_row = {
+        "Source_Log_File": "binlog.000002",
+        "Read_Source_Log_Pos": 77,
+        "Relay_Source_Log_File": "binlog.000002",
+        "Exec_Source_Log_Pos": 77,
+        "Executed_Gtid_Set": "",
+        "Replica_IO_Running": "Yes",
+        "Replica_SQL_Running": "Yes",
+        "Seconds_Behind_Source": 0,
+    }
     assert MYSQL_8_0.replica_coordinates(mysql_row) == SnapshotCoordinates("binlog.000002", 77, None)
     assert MYSQL_8_0.replica_threads_running(mysql_row) == (True, True)
     assert MYSQL_8_0.replica_caught_up(mysql_row)
@@ -55,5 +70,7 @@ def test_coordinates_pair_relay_master_file_with_exec_pos() -> None:
 def test_lag_bytes_across_files() -> None:
     files = [("b.000001", 1000), ("b.000002", 500), ("b.000003", 300)]
     assert lag_bytes(files, BinlogPosition("b.000003", 100), BinlogPosition("b.000003", 300)) == 200
-    assert lag_bytes(files, BinlogPosition("b.000001", 900), BinlogPosition("b.000003", 200)) == 100 + 500 + 200
+    assert (
+        lag_bytes(files, BinlogPosition("b.000001", 900), BinlogPosition("b.000003", 200)) == 100 + 500 + 200
+    )
     assert lag_bytes(files, BinlogPosition("b.000003", 300), BinlogPosition("b.000003", 300)) == 0

@@ -57,11 +57,15 @@ def test_deadline_survives_reopen(tmp_path: Path) -> None:
 def test_second_owner_refused_naming_pid_until_first_dies(tmp_path: Path) -> None:
     path = tmp_path / "journal.sqlite"
     holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import sys,time; from pathlib import Path; from migrator.journal import Journal; "
-         f"j=Journal.open(Path({str(path)!r})); j.acquire(); j.register('m','fp',[],[]); print('held', flush=True); "
-         "time.sleep(60)"],
-        stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import sys,time; from pathlib import Path; from migrator.journal import Journal; "
+            f"j=Journal.open(Path({str(path)!r})); j.acquire(); j.register('m','fp',[],[]); print('held', flush=True); "
+            "time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
     j = Journal.open(path)
