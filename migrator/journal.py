@@ -174,14 +174,26 @@ class Journal:
         os.write(fd, f"{os.getpid()}\n".encode())
 
     def owner(self) -> tuple[int, str] | None:
+        """The live owner, if any: the owner row, or the lock file's pid, whichever names a live process."""
         row = self.conn.execute("SELECT owner_pid, owner_host FROM migration WHERE id = 1").fetchone()
-        if row is None or row[0] is None:
+        candidates: list[tuple[int, str]] = []
+        if row is not None and row[0] is not None:
+            candidates.append((int(row[0]), str(row[1])))
+        try:
+            candidates.append((int(self.lock_path.read_text().strip()), socket.gethostname()))
+        except (OSError, ValueError):
+            pass
+        for pid, host in candidates:
+            if host != socket.gethostname():
+                return pid, host
             try:
-                pid = int(self.lock_path.read_text().strip())
-            except (OSError, ValueError):
-                return None
-            return pid, socket.gethostname()
-        return int(row[0]), str(row[1])
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                continue  # killed -9: its flock went with it
+            except PermissionError:
+                pass  # alive, under another user
+            return pid, host
+        return None
 
     # --- transactions -----------------------------------------------------------------------
     @contextmanager

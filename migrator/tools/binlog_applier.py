@@ -443,20 +443,24 @@ class BinlogApplier:
 
     # --- DDL ---------------------------------------------------------------------------------
     def _apply_ddl(self, file: str, tx: Transaction, counters: _Counters) -> None:
+        """Marker, DDL, position: three commits, the middle one not ours (DDL commits implicitly)."""
         self._commit_group()
-        statement = tx.statements[0]
+        text = b"\n;\n".join(q.sql for q in tx.queries)
         before = self._cursor
         marked = self._execute_autocommit(
             f"UPDATE {POSITION_TABLE} SET file=%s, pos=%s, ddl_pending=1, ddl_file=%s, ddl_pos=%s, "
             "ddl_end_pos=%s, ddl_text=%s WHERE id=1 AND file=%s AND pos=%s AND ddl_pending=0",
-            (before[0], before[1], file, tx.start_pos, tx.end_pos, statement.sql, *self._committed),
+            (before[0], before[1], file, tx.start_pos, tx.end_pos, text, *self._committed),
         )
         if marked != 1:
             raise self._moved_conflict()
         self._committed = before
         self._fault("apply.ddl.after_marker")
-        self._use_db_for(statement.db)
-        self._queue(_clean(statement.sql))
+        for statement in tx.statements:  # CREATE TABLE ... SELECT: the CREATE, then its rows
+            self._use_db_for(statement.db if statement.is_query else None)
+            self._queue(_clean(statement.sql))
+            counters.statements += 1
+            counters.bytes += len(statement.sql)
         try:
             self._send()
         except pymysql.err.MySQLError as exc:
@@ -470,7 +474,7 @@ class BinlogApplier:
             )
             raise ApplyConflict(
                 f"the DDL at {file}:{tx.start_pos} failed on the target "
-                f"({exc.args[-1] if exc.args else exc}): {statement.sql[:500].decode('utf-8', 'replace')}",
+                f"({exc.args[-1] if exc.args else exc}): {text[:500].decode('utf-8', 'replace')}",
                 hint="make the target's schema what the source's was before this DDL and run again, or apply "
                 f"it by hand and move past it: UPDATE {POSITION_TABLE} SET file='{file}', pos={tx.end_pos} "
                 "WHERE id=1",
@@ -486,8 +490,6 @@ class BinlogApplier:
         self._committed = self._cursor = (file, tx.end_pos)
         counters.transactions += 1
         counters.ddl += 1
-        counters.statements += 1
-        counters.bytes += len(statement.sql)
         self.log.info("apply.ddl", at=f"{file}:{tx.start_pos}", gtid=tx.gtid)
 
     # --- groups ------------------------------------------------------------------------------

@@ -149,6 +149,8 @@ class BinlogStreamer:
         has the file, StepFailed for any other failure to start (bad credentials, unreachable source).
         """
         binlog_sequence(first_file)  # validates the name
+        if self.is_running():
+            return
         self._first_file = first_file
         self.archive_dir.mkdir(parents=True, exist_ok=True)
         self._launch()

@@ -39,7 +39,11 @@ _GTID_NEXT = re.compile(rb"SET\s+@@SESSION\.GTID_NEXT\s*=\s*'([^']+)'", re.IGNOR
 _USE = re.compile(rb"^use\s+(?:" + _QUOTED + rb"|(\S+))\s*$", re.IGNORECASE)
 _CHARSET_COMMAND = re.compile(rb"^/\*!\\C\s+(\w+)\s*\*/$")
 _DELIMITER = re.compile(rb"^delimiter\s+(\S+)", re.IGNORECASE)
-_DML = re.compile(rb"^\s*(?:insert|update|delete|replace|load|call|do|select|with)\b", re.IGNORECASE)
+# Statements that never commit implicitly; any other Query text (DDL) ends a target transaction.
+_DML = re.compile(
+    rb"^\s*(?:insert|update|delete|replace|load|call|do|select|with|savepoint|release|rollback\s+(?:work\s+)?to)\b",
+    re.IGNORECASE,
+)
 
 # Events that change nothing on replay: the position may move past them.
 _MARKER_EVENTS = (b"Gtid list", b"Binlog checkpoint", b"Rotate", b"Stop", b"Start_encryption",
@@ -71,7 +75,11 @@ class SessionStatement:
 
 @dataclass(frozen=True)
 class Transaction:
-    """A complete source transaction, or one standalone Query event (DDL) when ``is_ddl``."""
+    """A complete source transaction, or a standalone Query event.
+
+    ``is_ddl``: it holds a statement that may commit implicitly (a DDL, alone or as in CREATE TABLE ...
+    SELECT, which MariaDB logs as a transaction of the CREATE and the rows), so it cannot be grouped.
+    """
 
     start_pos: int
     end_pos: int  # end_log_pos of the commit event (Xid / COMMIT query) or of the DDL's Query event
@@ -120,10 +128,16 @@ class _Event:
         return self.text.startswith(prefixes)
 
 
+def is_dml(sql: bytes) -> bool:
+    """False for statements that may commit implicitly (DDL), which cannot share a target transaction."""
+    return _DML.match(_strip_literals(sql)) is not None
+
+
 @dataclass
 class _OpenTransaction:
     start_pos: int
     gtid: str | None
+    flagged_ddl: bool = False  # MariaDB's GTID "ddl" flag: CREATE TABLE ... SELECT comes as a transaction
     statements: list[Statement] = field(default_factory=list)
     tables: set[tuple[str, str]] = field(default_factory=set)
 
@@ -134,7 +148,7 @@ class _OpenTransaction:
             statements=tuple(self.statements),
             gtid=self.gtid,
             tables=frozenset(self.tables),
-            is_ddl=False,
+            is_ddl=self.flagged_ddl or any(s.is_query and not is_dml(s.sql) for s in self.statements),
             rolled_back=rolled_back,
         )
 
@@ -291,11 +305,11 @@ class _Parser:
             if next_gtid and next_gtid.group(1).upper() not in (b"AUTOMATIC", b"ANONYMOUS"):
                 gtid = next_gtid.group(1).decode("ascii")
             yield SessionStatement(sql)
+        flagged_ddl = bool(match and b"ddl" in match.group(2).split())
         if starts_transaction:
-            self.tx = _OpenTransaction(event.at, gtid)
+            self.tx = _OpenTransaction(event.at, gtid, flagged_ddl)
             self.pending_gtid = None
         else:
-            flagged_ddl = bool(match and b"ddl" in match.group(2).split())
             self.pending_gtid = _PendingGtid(gtid, event.at, flagged_ddl)
 
     def _query_parts(self, event: _Event) -> tuple[list[bytes], bytes | None]:
@@ -334,7 +348,7 @@ class _Parser:
         start_pos = pending.start_pos if pending else event.at
         gtid = pending.gtid if pending else None
         if keyword in (b"BEGIN", b"START TRANSACTION"):
-            self.tx = _OpenTransaction(start_pos, gtid)
+            self.tx = _OpenTransaction(start_pos, gtid, pending.flagged_ddl if pending else False)
             return
         if keyword in (b"COMMIT", b"ROLLBACK"):
             return  # a stray end (the stream started inside a transaction): nothing to replay
@@ -343,7 +357,7 @@ class _Parser:
             end_pos=event.end_pos,
             statements=(Statement(text, self.default_db, is_query=True),),
             gtid=gtid,
-            is_ddl=(pending.flagged_ddl if pending else False) or not _DML.match(text),
+            is_ddl=(pending.flagged_ddl if pending else False) or not is_dml(text),
         )
 
 

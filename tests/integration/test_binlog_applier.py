@@ -19,12 +19,18 @@ from migrator.mysql.flavour import MARIADB_10_11
 from migrator.mysql.session import is_transient
 from migrator.platforms.local_server import LocalServer, find_binary
 from migrator.ports import SnapshotCoordinates
-from migrator.tools.binlog_applier import ApplyProgress, BinlogApplier, FaultHook, lag_bytes
-from migrator.tools.binlog_streamer import list_archive
+from migrator.tools.binlog_applier import (
+    ApplyProgress,
+    BinlogApplier,
+    FaultHook,
+    is_gtid_session_statement,
+    lag_bytes,
+)
+from migrator.tools.binlog_streamer import ArchivedFile, BinlogStreamer, list_archive
 from tests.conftest import MakeServer, admin_endpoint
 
 TARGET_ARGS = ("--gtid-strict-mode=ON", "--sync-binlog=1", "--innodb-flush-log-at-trx-commit=1")
-APP_TABLES = ("t", "nopk", "counters", "ledger", "stmt")
+APP_TABLES = ("t", "nopk", "counters", "ledger", "stmt", "ctas")
 
 
 def rows(server: LocalServer, sql: str) -> list[tuple[Any, ...]]:
@@ -122,6 +128,8 @@ def write_mixed_workload(source: LocalServer) -> None:
             run("ALTER TABLE app.t ADD COLUMN extra INT NOT NULL DEFAULT 7")
             run("UPDATE app.t SET extra = id * 2 WHERE id < 50")
             run("INSERT INTO app.t (id, v, extra) VALUES (500, 'after alter', 1)")
+            # MariaDB logs CREATE ... SELECT as one transaction: the CREATE, then the rows.
+            run("CREATE TABLE app.ctas (PRIMARY KEY (id)) SELECT id, v, b FROM app.t WHERE id < 40")
             # Statement-based events go through the Query path (USE, session SETs, user variables).
             run("SET SESSION binlog_format = STATEMENT")
             run("USE app")
@@ -154,7 +162,7 @@ def test_mixed_workload_applies_equal_and_position_matches_the_source(
     progress = applier.apply_available()
     assert_app_equal(source, target)
     assert applier.applied_position() == master_status(source) == progress.position
-    assert progress.ddl >= 6  # CREATE DATABASE app, five CREATE TABLE, ALTER
+    assert progress.ddl >= 7  # CREATE DATABASE app, five CREATE TABLE, ALTER, CREATE ... SELECT
     assert progress.skipped > 40  # other.*, mysql.rds_*, accounts
     assert rows(target, "SHOW DATABASES LIKE 'other'") == []
     assert rows(target, "SELECT COUNT(*) FROM mysql.user WHERE user = 'app_reader'") == [(0,)]
@@ -228,15 +236,58 @@ def test_killed_connection_mid_group_applies_exactly_once(
     assert resumed.applied_position() == master_status(source)
 
 
-def test_run_loop_reconnects_after_a_kill_and_streams_new_writes(
+def test_kills_at_random_moments_never_lose_or_repeat_a_transaction(
     make_server: MakeServer, tmp_path: Path
 ) -> None:
     source = make_server("source", 1)
     target = make_server("target", 2, extra_args=TARGET_ARGS)
-    start = first_coordinates(source)
-    counter_workload(source, 100)
+    counter_workload(source, 0)  # the tables, before the start position: no DDL in the killed range
+    counter_workload(target, 0)
+    target.execute("UPDATE app.counters SET c = 0")
+    start = SnapshotCoordinates(*master_status(source))
+    counter_workload(source, 1500)
     archive = tmp_path / "archive"
     copy_binlogs(source, archive)
+    rnd = random.Random(20261125)
+    kills = 0
+    for _attempt in range(200):
+        applier = make_applier(target, archive, start, tmp_path, group_commit=rnd.choice([1, 4, 25]))
+        delay = rnd.uniform(0.002, 0.03)
+
+        def kill_later(applier: BinlogApplier = applier, delay: float = delay) -> None:
+            time.sleep(delay)
+            if applier.connection_id is not None:
+                try:
+                    target.execute(f"KILL {applier.connection_id}")
+                except pymysql.err.MySQLError:
+                    pass  # already gone
+
+        killer = threading.Thread(target=kill_later)
+        killer.start()
+        try:
+            done = applier.apply_available().position == master_status(source)
+        except pymysql.err.MySQLError as exc:
+            assert is_transient(exc), exc
+            kills += 1
+            done = False
+        finally:
+            killer.join()
+            applier.close()
+        if done:
+            break
+    assert applier.applied_position() == master_status(source)
+    assert kills >= 10, "the campaign must actually interrupt the applier"
+    assert rows(target, "SELECT SUM(c) FROM app.counters") == [(1500,)]
+    assert_app_equal(source, target, ("counters", "ledger"))
+
+
+def test_run_loop_over_a_live_stream_reconnects_after_a_kill(make_server: MakeServer, tmp_path: Path) -> None:
+    source = make_server("source", 1)
+    target = make_server("target", 2, extra_args=TARGET_ARGS)
+    start = first_coordinates(source)
+    archive = tmp_path / "archive"
+    streamer = BinlogStreamer(admin_endpoint(source), archive, MARIADB_10_11, 777, secrets_dir=tmp_path / "s")
+    streamer.start(start.file)
     hook = KillAt(target, "apply.before_commit", nth=3)
     applier = make_applier(target, archive, start, tmp_path, group_commit=10, fault_hook=hook)
     hook.applier = applier
@@ -244,8 +295,9 @@ def test_run_loop_reconnects_after_a_kill_and_streams_new_writes(
     thread = threading.Thread(target=applier.run, args=(stop, 0.05), daemon=True)
     thread.start()
     try:
+        counter_workload(source, 100)
+        source.execute("FLUSH BINARY LOGS")
         counter_workload(source, 150, first_id=101)
-        copy_binlogs(source, archive)
         deadline = time.monotonic() + 30
         while applier.applied_position() != master_status(source):
             assert time.monotonic() < deadline, "the run loop did not catch up"
@@ -254,10 +306,45 @@ def test_run_loop_reconnects_after_a_kill_and_streams_new_writes(
     finally:
         stop.set()
         thread.join(10)
+        streamer.stop()
     assert applier.error is None
     assert hook.seen >= 3
     assert rows(target, "SELECT SUM(c) FROM app.counters") == [(250,)]
     assert_app_equal(source, target, ("counters", "ledger"))
+
+
+def test_stop_at_applies_up_to_that_position_only(make_server: MakeServer, tmp_path: Path) -> None:
+    source = make_server("source", 1)
+    target = make_server("target", 2)
+    start = first_coordinates(source)
+    counter_workload(source, 60)
+    middle = master_status(source)
+    counter_workload(source, 40, first_id=61)
+    archive = tmp_path / "archive"
+    copy_binlogs(source, archive)
+    applier = make_applier(target, archive, start, tmp_path, group_commit=7)
+    assert applier.apply_available(stop_at=middle).position == middle
+    assert rows(target, "SELECT COUNT(*) FROM app.ledger") == [(60,)]
+    assert rows(target, "SELECT SUM(c) FROM app.counters") == [(60,)]
+    assert lag_bytes(list_archive(archive), middle, master_status(source)) == master_status(source)[1] - middle[1]
+    assert applier.apply_available().position == master_status(source)
+    assert rows(target, "SELECT COUNT(*) FROM app.ledger") == [(100,)]
+
+
+def test_lag_bytes_across_files() -> None:
+    files = [("b.000001", 1000), ("b.000002", 500), ("b.000003", 300)]
+    assert lag_bytes(files, ("b.000001", 400), ("b.000003", 120)) == 600 + 500 + 120
+    assert lag_bytes(files, ("b.000003", 120), ("b.000003", 120)) == 0
+    assert lag_bytes(files, ("b.000003", 200), ("b.000002", 100)) == 0  # applied ahead of a stale head
+    assert lag_bytes([ArchivedFile("b.000009", 50)], ("b.000009", 4), ("b.000010", 10)) == 46 + 10
+
+
+def test_gtid_session_statements_are_recognised() -> None:
+    assert is_gtid_session_statement(b"/*M!100001 SET @@session.gtid_seq_no=3*/")
+    assert is_gtid_session_statement(b"/*M!100001 SET @@session.server_id=1*/")
+    assert is_gtid_session_statement(b"SET @@SESSION.GTID_NEXT= 'ANONYMOUS'")
+    assert not is_gtid_session_statement(b"SET @@session.sql_mode=1411383296")
+    assert not is_gtid_session_statement(b"SET @@session.pseudo_thread_id=5")
 
 
 def test_ddl_pending_marker_stops_with_operator_instructions(make_server: MakeServer, tmp_path: Path) -> None:

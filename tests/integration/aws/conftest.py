@@ -94,8 +94,8 @@ class Aws:
 @pytest.fixture
 def aws(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> Aws:
     """A clean moto (state reset) and fake credentials in the environment (the standard chain)."""
-    req = urllib.request.Request(f"{moto_url}/moto-api/reset", method="POST")
-    urllib.request.urlopen(req, timeout=10).close()  # noqa: S310 - loopback moto server
+    req = urllib.request.Request(f"{moto_url}/moto-api/reset", method="POST")  # noqa: S310 - http to loopback moto
+    urllib.request.urlopen(req, timeout=10).close()  # noqa: S310 - http to the loopback moto server
     env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": REGION}
     for key, value in env.items():
         monkeypatch.setenv(key, value)
@@ -138,7 +138,12 @@ def make_real_replica(source: LocalServer, replica: LocalServer) -> None:
     if schemas:
         dump = subprocess.run(root_dump_argv(source, schemas), capture_output=True, check=True)
         subprocess.run(
-            [find_binary("mariadb", "mysql"), "--no-defaults", f"--socket={replica.socket_path}", "--user=root"],
+            [
+                find_binary("mariadb", "mysql"),
+                "--no-defaults",
+                f"--socket={replica.socket_path}",
+                "--user=root",
+            ],
             input=dump.stdout,
             capture_output=True,
             check=True,
@@ -178,7 +183,7 @@ class RdsEmulation:
             time.sleep(self.transition_seconds)
             try:
                 fn()
-            except Exception as exc:  # noqa: BLE001 - reported by the test through errors
+            except Exception as exc:
                 self.errors.append(f"{type(exc).__name__}: {exc}")
 
         thread = threading.Thread(target=run, daemon=True)
@@ -239,7 +244,9 @@ class RdsEmulation:
                 for p in parameters:
                     if p["ParameterName"] == "read_only":
                         value = "ON" if p["ParameterValue"] == "1" else "OFF"
-                        emulation.later(lambda v=value: emulation.source.execute(f"SET GLOBAL read_only = {v}"))
+                        emulation.later(
+                            lambda v=value: emulation.source.execute(f"SET GLOBAL read_only = {v}")
+                        )
             return group
 
         monkeypatch.setattr(RDSBackend, "create_db_instance_read_replica", create)
@@ -248,7 +255,9 @@ class RdsEmulation:
 
     def instance(self, identifier: str) -> dict[str, Any] | None:
         rds = self.aws.client("rds")
-        found = [i for i in rds.describe_db_instances()["DBInstances"] if i["DBInstanceIdentifier"] == identifier]
+        found = [
+            i for i in rds.describe_db_instances()["DBInstances"] if i["DBInstanceIdentifier"] == identifier
+        ]
         return found[0] if found else None
 
 
@@ -259,7 +268,10 @@ def prepare_rds_server(server: LocalServer) -> None:
         rds_shim.create_master_user(conn, MASTER_USER, MASTER_PASSWORD)
         rds_shim.run_as_root(
             conn,
-            ["CREATE USER IF NOT EXISTS %s@'%%' IDENTIFIED BY %s", "GRANT REPLICATION SLAVE ON *.* TO %s@'%%'"],
+            [
+                "CREATE USER IF NOT EXISTS %s@'%%' IDENTIFIED BY %s",
+                "GRANT REPLICATION SLAVE ON *.* TO %s@'%%'",
+            ],
             [(REPL_USER, REPL_PASSWORD), (REPL_USER,)],
         )
     finally:
@@ -296,7 +308,9 @@ def create_source_instance(
 
 
 @pytest.fixture
-def rds_env(aws: Aws, make_server: MakeServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[RdsEmulation]:
+def rds_env(
+    aws: Aws, make_server: MakeServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[RdsEmulation]:
     """Source (with schema `shop`) and replica servers prepared like RDS instances, moto's source instance."""
     source = make_server("rds-source", 1)
     replica = make_server("rds-replica", 2, log_bin=False)
@@ -328,10 +342,18 @@ def rds_config(
     workdir = emulation.tmp / "work"
     data: dict[str, Any] = {
         "migration": {"name": "shop-move", "workdir": str(workdir), "platform": "rds", "schemas": ["shop"]},
-        "source": {"host": "127.0.0.1", "port": emulation.source.port, "user": MASTER_USER,
-                   "password": MASTER_PASSWORD},
-        "target": {"host": "127.0.0.1", "port": target.port if target else 1, "user": ADMIN_USER,
-                   "password": ADMIN_PASSWORD},
+        "source": {
+            "host": "127.0.0.1",
+            "port": emulation.source.port,
+            "user": MASTER_USER,
+            "password": MASTER_PASSWORD,
+        },
+        "target": {
+            "host": "127.0.0.1",
+            "port": target.port if target else 1,
+            "user": ADMIN_USER,
+            "password": ADMIN_PASSWORD,
+        },
         "rds": {
             "source_instance": SOURCE_ID,
             "replica_instance": REPLICA_ID,
@@ -344,7 +366,8 @@ def rds_config(
             **(rds or {}),
         },
         "cutover": {"freeze_timeout_seconds": 10, **(cutover or {})},
-        "dns": dns or {"provider": "local", "record": RECORD, "target_value": "127.0.0.1:1", "file": "dns.json"},
+        "dns": dns
+        or {"provider": "local", "record": RECORD, "target_value": "127.0.0.1:1", "file": "dns.json"},
         **(extra or {}),
     }
     return parse(data, emulation.tmp / "migration.toml")

@@ -59,7 +59,9 @@ def test_engine_not_mysql_or_mariadb(rds_env: RdsEmulation) -> None:
 
 
 def test_automated_backups_disabled(rds_env: RdsEmulation) -> None:
-    create_source_instance(rds_env.aws, identifier="nobackup-db", backup_retention=0, parameter_group="nb-params")
+    create_source_instance(
+        rds_env.aws, identifier="nobackup-db", backup_retention=0, parameter_group="nb-params"
+    )
     err = preflight_error(rds_env, rds={"source_instance": "nobackup-db"})
     assert "automated backups are disabled on 'nobackup-db' (BackupRetentionPeriod 0)" in err.message
     assert "BackupRetentionPeriod >= 1" in err.hint
@@ -71,14 +73,20 @@ def test_default_parameter_group_with_read_only_freeze(rds_env: RdsEmulation) ->
     assert "uses the default parameter group 'default.mariadb10.11'" in err.message
     assert "cutover.pause_hook" in err.hint
     # With a pause hook instead of read_only the same source is fine.
-    rds_preflight(rds_config(rds_env, rds={"source_instance": "plain-db"},
-                             cutover={"read_only": False, "pause_hook": ["true"]}))
+    rds_preflight(
+        rds_config(
+            rds_env, rds={"source_instance": "plain-db"}, cutover={"read_only": False, "pause_hook": ["true"]}
+        )
+    )
 
 
 def test_replica_identifier_taken_by_an_unrelated_instance(rds_env: RdsEmulation) -> None:
     create_source_instance(rds_env.aws, identifier=REPLICA_ID, parameter_group=None)
     err = preflight_error(rds_env)
-    assert f"RDS instance {REPLICA_ID!r} already exists and is neither a read replica of {SOURCE_ID!r}" in err.message
+    assert (
+        f"RDS instance {REPLICA_ID!r} already exists and is neither a read replica of {SOURCE_ID!r}"
+        in err.message
+    )
     assert rds_env.instance(REPLICA_ID) is not None  # left alone
 
 
@@ -99,13 +107,25 @@ def test_storage_already_past_the_limit(rds_env: RdsEmulation) -> None:
     assert "100 MiB free storage" in err.message
 
 
-def test_missing_iam_permission_names_the_action(rds_env: RdsEmulation, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_iam_permission_names_the_action(
+    rds_env: RdsEmulation, monkeypatch: pytest.MonkeyPatch
+) -> None:
     iam = rds_env.aws.client("iam")
     iam.create_user(UserName="migrator")
-    policy = {"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Action": ["rds:DescribeDBInstances", "rds:DescribeDBParameterGroups",
-                                       "cloudwatch:GetMetricData"], "Resource": "*"},
-    ]}
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": [
+                    "rds:DescribeDBInstances",
+                    "rds:DescribeDBParameterGroups",
+                    "cloudwatch:GetMetricData",
+                ],
+                "Resource": "*",
+            },
+        ],
+    }
     iam.put_user_policy(UserName="migrator", PolicyName="narrow", PolicyDocument=json.dumps(policy))
     key = iam.create_access_key(UserName="migrator")["AccessKey"]
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", key["AccessKeyId"])
@@ -114,7 +134,9 @@ def test_missing_iam_permission_names_the_action(rds_env: RdsEmulation, monkeypa
 
     config = rds_config(rds_env)
     rds_preflight(config)  # everything preflight reads is allowed
-    with pytest.raises(PreflightFailed, match="AWS refused rds:CreateDBInstanceReadReplica: AccessDenied") as err:
+    with pytest.raises(
+        PreflightFailed, match="AWS refused rds:CreateDBInstanceReadReplica: AccessDenied"
+    ) as err:
         RdsPlatform(config).create_replica(REPLICA_ID)
     assert "grant rds:CreateDBInstanceReadReplica" in err.value.hint
     monkeypatch.setattr(moto_settings, "INITIAL_NO_AUTH_ACTION_COUNT", float("inf"))

@@ -156,7 +156,9 @@ def test_read_only_through_the_source_parameter_group(rds_env: RdsEmulation) -> 
 
     platform.set_source_read_only(True)  # returns once the server reports it (applied 0.3 s later)
     assert read_only() == "ON"
-    params = rds_env.aws.client("rds").describe_db_parameters(DBParameterGroupName=SOURCE_GROUP, Source="user")
+    params = rds_env.aws.client("rds").describe_db_parameters(
+        DBParameterGroupName=SOURCE_GROUP, Source="user"
+    )
     assert {p["ParameterName"]: p["ParameterValue"] for p in params["Parameters"]} == {"read_only": "1"}
     with MySQLSession(platform.config.source) as s, pytest.raises(pymysql.err.OperationalError):
         s.execute("INSERT INTO shop.orders VALUES (9, 'refused')")
@@ -257,7 +259,11 @@ def _client_error(code: str, status: int) -> botocore.exceptions.ClientError:
 def test_retry_policy_throttling_and_5xx_only() -> None:
     sleeps: list[float] = []
     caller = AwsCaller(sleep=sleeps.append, attempts=4)
-    answers: list[Exception | str] = [_client_error("Throttling", 400), _client_error("InternalFailure", 500), "ok"]
+    answers: list[Exception | str] = [
+        _client_error("Throttling", 400),
+        _client_error("InternalFailure", 500),
+        "ok",
+    ]
 
     def flaky() -> str:
         answer = answers.pop(0)
@@ -276,8 +282,12 @@ def test_retry_policy_throttling_and_5xx_only() -> None:
         caller("rds:DescribeDBInstances", invalid)
     assert len(calls) == 1  # a client error is not retried
     with pytest.raises(PreflightFailed, match="AWS refused rds:PromoteReadReplica: AccessDenied"):
-        caller("rds:PromoteReadReplica", lambda: (_ for _ in ()).throw(_client_error("AccessDenied", 403)),
-               idempotent=False, took_effect=lambda: None)
+        caller(
+            "rds:PromoteReadReplica",
+            lambda: (_ for _ in ()).throw(_client_error("AccessDenied", 403)),
+            idempotent=False,
+            took_effect=lambda: None,
+        )
     with pytest.raises(ValueError, match="took_effect"):
         caller("rds:PromoteReadReplica", lambda: "x", idempotent=False)
     with pytest.raises(StepFailed, match="kept failing rds:DescribeDBInstances after 4 attempts"):
@@ -287,13 +297,18 @@ def test_retry_policy_throttling_and_5xx_only() -> None:
 def test_plan_lists_the_aws_calls(rds_env: RdsEmulation) -> None:
     lines = describe_aws_calls(rds_config(rds_env, rds={"source_parameter_group": "default.mariadb10.11"}))
     text = "\n".join(lines)
-    assert "rds:CreateDBInstanceReadReplica shop-db-migrator from shop-db (class db.r6g.large, AZ us-east-1b" in text
+    assert (
+        "rds:CreateDBInstanceReadReplica shop-db-migrator from shop-db (class db.r6g.large, AZ us-east-1b"
+        in text
+    )
     assert "CALL mysql.rds_stop_replication on shop-db-migrator, then rds:PromoteReadReplica" in text
     assert "WILL FAIL PREFLIGHT: default parameter groups cannot be modified" in text
 
 
 def test_master_user_cannot_stop_replication_directly(rds_env: RdsEmulation) -> None:
-    conn = pymysql.connect(host="127.0.0.1", port=rds_env.replica.port, user=MASTER_USER, password=MASTER_PASSWORD)
+    conn = pymysql.connect(
+        host="127.0.0.1", port=rds_env.replica.port, user=MASTER_USER, password=MASTER_PASSWORD
+    )
     try:
         with conn.cursor() as cur, pytest.raises(pymysql.err.OperationalError) as denied:
             cur.execute("STOP SLAVE")

@@ -21,8 +21,14 @@ def dns_config(aws: Aws, tmp_path: Path, zone_id: str, **dns: Any) -> Config:
         "migration": {"name": "m", "workdir": str(tmp_path / "work"), "schemas": ["shop"]},
         "source": {"host": "127.0.0.1", "user": "u"},
         "target": {"host": "127.0.0.1", "user": "u"},
-        "dns": {"provider": "route53", "record": RECORD, "target_value": TARGET, "hosted_zone_id": zone_id,
-                "endpoint_url": aws.url, **dns},
+        "dns": {
+            "provider": "route53",
+            "record": RECORD,
+            "target_value": TARGET,
+            "hosted_zone_id": zone_id,
+            "endpoint_url": aws.url,
+            **dns,
+        },
     }
     return parse(data, tmp_path / "m.toml")
 
@@ -47,9 +53,14 @@ def test_read_upsert_and_poll_until_insync(aws: Aws, tmp_path: Path, route53_pen
 
 def test_a_record_and_trailing_dots(aws: Aws, tmp_path: Path) -> None:
     zone = create_zone(aws)
-    put_record(aws, zone, {"Name": "db.example.com.", "Type": "A", "TTL": 60,
-                           "ResourceRecords": [{"Value": "10.0.0.5"}]})
-    dns = Route53Dns(dns_config(aws, tmp_path, f"/hostedzone/{zone}", target_value="10.0.9.9", record_type="A"))
+    put_record(
+        aws,
+        zone,
+        {"Name": "db.example.com.", "Type": "A", "TTL": 60, "ResourceRecords": [{"Value": "10.0.0.5"}]},
+    )
+    dns = Route53Dns(
+        dns_config(aws, tmp_path, f"/hostedzone/{zone}", target_value="10.0.9.9", record_type="A")
+    )
     assert dns.read("db.example.com") == DnsRecord("db.example.com", "10.0.0.5", 60, "A")
     dns.upsert(DnsRecord("db.example.com", "10.0.9.9", 60, "A"))
     assert dns.read("DB.example.com.").value == "10.0.9.9"
@@ -64,12 +75,28 @@ def test_value_differing_only_by_a_trailing_dot_counts_as_switched(aws: Aws, tmp
 @pytest.mark.parametrize(
     ("record_set", "message"),
     [
-        ({"Name": RECORD, "Type": "A", "AliasTarget": {"HostedZoneId": "Z2", "DNSName": "lb.example.com",
-                                                       "EvaluateTargetHealth": False}},
-         "is a Route53 alias record"),
+        (
+            {
+                "Name": RECORD,
+                "Type": "A",
+                "AliasTarget": {
+                    "HostedZoneId": "Z2",
+                    "DNSName": "lb.example.com",
+                    "EvaluateTargetHealth": False,
+                },
+            },
+            "is a Route53 alias record",
+        ),
         ({**cname("a.example.net"), "SetIdentifier": "blue", "Weight": 10}, "routing policy"),
-        ({"Name": RECORD, "Type": "A", "TTL": 60, "ResourceRecords": [{"Value": "10.0.0.1"}, {"Value": "10.0.0.2"}]},
-         "holds 2 values"),
+        (
+            {
+                "Name": RECORD,
+                "Type": "A",
+                "TTL": 60,
+                "ResourceRecords": [{"Value": "10.0.0.1"}, {"Value": "10.0.0.2"}],
+            },
+            "holds 2 values",
+        ),
         (cname("x.example.net", name="other.example.com"), "not found in Route53 hosted zone"),
     ],
 )
