@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import shutil
@@ -257,10 +258,8 @@ def test_kills_at_random_moments_never_lose_or_repeat_a_transaction(
         def kill_later(applier: BinlogApplier = applier, delay: float = delay) -> None:
             time.sleep(delay)
             if applier.connection_id is not None:
-                try:
+                with contextlib.suppress(pymysql.err.MySQLError):  # already gone
                     target.execute(f"KILL {applier.connection_id}")
-                except pymysql.err.MySQLError:
-                    pass  # already gone
 
         killer = threading.Thread(target=kill_later)
         killer.start()
