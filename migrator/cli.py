@@ -19,6 +19,7 @@ from migrator import log as logsetup
 from migrator.config import Config, load
 from migrator.errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_STEP_FAILED, MigratorError
 from migrator.journal import Journal
+from migrator.progress import for_terminal
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SANDBOX = REPO_ROOT / "configs" / "sandbox.toml"
@@ -126,6 +127,7 @@ def run(
         until=until,
         approvals=frozenset({"cutover"}) if approve_cutover else frozenset(),
         crash_points=crash,
+        progress=for_terminal(log),
     )
     if result.stopped_before is not None:
         click.echo(f"stopped before step {result.stopped_before} as asked (--until {until})")
@@ -169,7 +171,8 @@ def status_data(config: Config) -> dict[str, Any]:
             }
             for r in ro.steps()
         ]
-        copy = ro.copy_progress()
+        copy: dict[str, Any] = dict(ro.copy_progress())
+        copy["eta_seconds"] = _copy_eta(ro)
         services = {name: {"desired": d, "position": p} for name, (d, p) in ro.services().items()}
         binlogs = ro.binlog_files()
         events = ro.events(10)
@@ -192,6 +195,20 @@ def status_data(config: Config) -> dict[str, Any]:
     }
 
 
+def _copy_eta(journal: Journal) -> float | None:
+    """Remaining chunks at the rate chunks have been finishing (chunks are sized alike, by bytes)."""
+    row = journal.conn.execute(
+        "SELECT COUNT(*), MIN(updated_at), MAX(updated_at), "
+        "(SELECT COUNT(*) FROM copy_chunk WHERE status != 'done') FROM copy_chunk WHERE status = 'done'"
+    ).fetchone()
+    done, first, last, remaining = int(row[0]), row[1], row[2], int(row[3])
+    if remaining == 0:
+        return 0.0
+    if done < 2 or last is None or last <= first:
+        return None
+    return round(remaining * (float(last) - float(first)) / (done - 1), 1)
+
+
 def _render_status(data: dict[str, Any]) -> None:
     click.echo(
         f"migration {data['migration']}: {data['steps_done']}/14 steps done"
@@ -205,8 +222,10 @@ def _render_status(data: dict[str, Any]) -> None:
     c = data["copy"]
     if c["chunks"]:
         pct = 100.0 * c["chunks_done"] / c["chunks"]
+        eta = f", ETA {c['eta_seconds']:.0f} s" if c.get("eta_seconds") else ""
         click.echo(
-            f"copy: {c['chunks_done']}/{c['chunks']} chunks ({pct:.0f}%), {c['rows']} rows, {c['bytes'] / 1e6:.1f} MB"
+            f"copy: {c['chunks_done']}/{c['chunks']} chunks ({pct:.0f}%), {c['rows']} rows, "
+            f"{c['bytes'] / 1e6:.1f} MB{eta}"
         )
     for name, svc in sorted(data["services"].items()):
         pos = f" at {svc['position'][0]}:{svc['position'][1]}" if svc["position"] else ""

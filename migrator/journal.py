@@ -16,7 +16,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -179,10 +179,8 @@ class Journal:
         candidates: list[tuple[int, str]] = []
         if row is not None and row[0] is not None:
             candidates.append((int(row[0]), str(row[1])))
-        try:
+        with suppress(OSError, ValueError):
             candidates.append((int(self.lock_path.read_text().strip()), socket.gethostname()))
-        except (OSError, ValueError):
-            pass
         for pid, host in candidates:
             if host != socket.gethostname():
                 return pid, host

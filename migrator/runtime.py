@@ -14,6 +14,7 @@ from migrator.engine import Engine, RetryBudget, RunResult
 from migrator.journal import Journal
 from migrator.ports import DnsProvider, Platform
 from migrator.preflight import run_preflight
+from migrator.progress import Progress
 from migrator.services import ServiceSupervisor
 from migrator.step import StepContext
 
@@ -57,6 +58,7 @@ def open_run(
     approvals: frozenset[str] = frozenset(),
     crash_points: frozenset[str] = frozenset(),
     retry: RetryBudget | None = None,
+    progress: Progress | None = None,
 ) -> Iterator[Runtime]:
     """Own the journal for the duration: preflight, lock, register, and always release on the way out."""
     from steps import STEPS
@@ -87,8 +89,14 @@ def open_run(
             services=services,
             log=log,
             approvals=approvals,
+            progress=progress,
         )
-        yield Runtime(config, journal, Engine(ctx, STEPS, retry=retry or RetryBudget(), crash_points=crash_points), services)
+        yield Runtime(
+            config,
+            journal,
+            Engine(ctx, STEPS, retry=retry or RetryBudget(), crash_points=crash_points),
+            services,
+        )
     finally:
         if services is not None:
             services.shutdown()

@@ -20,6 +20,7 @@ from migrator.journal import Journal
 from migrator.mysql.flavour import Flavour, detect
 from migrator.mysql.session import MySQLSession
 from migrator.ports import DnsProvider, Platform
+from migrator.progress import LogProgress, Progress
 
 if TYPE_CHECKING:
     from migrator.services import ServiceSupervisor
@@ -55,7 +56,12 @@ class StepContext:
     log: Any
     step_number: int = 0
     approvals: frozenset[str] = frozenset()
-    run_hook: Callable[[tuple[str, ...], dict[str, str]], None] | None = None
+    progress: Progress | None = None
+
+    def report(self, task: str, done: float, total: float, *, eta_seconds: float | None, detail: str) -> None:
+        if self.progress is None:
+            self.progress = LogProgress(self.log)
+        self.progress.update(task, done, total, eta_seconds=eta_seconds, detail=detail)
 
     def fact(self, key: str) -> Any:
         value = self.journal.fact(key)

@@ -72,13 +72,10 @@ def run(ctx: StepContext) -> dict[str, Any]:
                     chunks.extend(plan_chunks(snapshot, table, cfg.copy.chunk_mb * 1024 * 1024))
                 ctx.journal.save_chunk_plan([(c.chunk_id(), c.schema, c.table, c.to_json()) for c in chunks])
     plan = [Chunk.from_json(spec) for _, spec in ctx.journal.chunk_plan()]
-    last_log = [0.0]
 
     def on_progress(progress: CopyProgress) -> None:
-        now = time.monotonic()
-        if now - last_log[0] >= 2.0:
-            last_log[0] = now
-            ctx.log.info("copy.progress", **progress.as_fields())
+        detail = f"{progress.rows:,} rows, {progress.bytes / 1e6:,.1f} MB"
+        ctx.report("copy", progress.fraction, 1.0, eta_seconds=progress.eta_seconds, detail=detail)
         ctx.services.check()
 
     copier = ChunkCopier(

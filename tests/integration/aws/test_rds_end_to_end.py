@@ -44,8 +44,16 @@ def rds_sandbox(
     emulation = RdsEmulation(aws=aws, source=box.source, replica=replica, tmp=tmp_path)
     emulation.patch(monkeypatch)
     zone = create_zone(aws)
-    put_record(aws, zone, {"Name": RECORD, "Type": "CNAME", "TTL": 0,
-                           "ResourceRecords": [{"Value": f"{SOURCE_ID}.abc.{REGION}.rds.amazonaws.com"}]})
+    put_record(
+        aws,
+        zone,
+        {
+            "Name": RECORD,
+            "Type": "CNAME",
+            "TTL": 0,
+            "ResourceRecords": [{"Value": f"{SOURCE_ID}.abc.{REGION}.rds.amazonaws.com"}],
+        },
+    )
     dns_changes: Counter[str] = Counter()
     original = Route53Backend.change_resource_record_sets
 
@@ -58,10 +66,21 @@ def rds_sandbox(
     sections["migration"]["platform"] = "rds"
     sections["source"].update(user=MASTER_USER, password=MASTER_PASSWORD)
     sections.pop("replica", None)
-    sections["rds"] = {"source_instance": SOURCE_ID, "replica_instance": REPLICA_ID, "region": REGION,
-                       "endpoint_url": aws.url, "endpoint_map": emulation.endpoint_map}
-    sections["dns"] = {"provider": "route53", "record": RECORD, "target_value": TARGET_NAME, "ttl": 0,
-                       "hosted_zone_id": zone, "endpoint_url": aws.url}
+    sections["rds"] = {
+        "source_instance": SOURCE_ID,
+        "replica_instance": REPLICA_ID,
+        "region": REGION,
+        "endpoint_url": aws.url,
+        "endpoint_map": emulation.endpoint_map,
+    }
+    sections["dns"] = {
+        "provider": "route53",
+        "record": RECORD,
+        "target_value": TARGET_NAME,
+        "ttl": 0,
+        "hosted_zone_id": zone,
+        "endpoint_url": aws.url,
+    }
     write_config(box.config_path, _flatten_tables(sections))
     return box, emulation, dns_changes
 
