@@ -302,6 +302,22 @@ def _operator_change(config_path: str, number: int, action: str, reason: str) ->
     )
 
 
+@main.command()
+@config_option
+@click.option("--confirm", is_flag=True, help="really do it (without it: print what would be done)")
+@click.option("--abandon", is_flag=True, help="clean up a migration that did not finish")
+def cleanup(config_path: str, confirm: bool, abandon: bool) -> None:
+    """Delete the snapshot replica and restore the source's binlog retention."""
+    from migrator.cleanup import cleanup as run_cleanup
+
+    config = _load(config_path)
+    logsetup.configure(log_file=config.workdir / "migrator.log")
+    for line in run_cleanup(config, confirm=confirm, abandon=abandon, log=logsetup.get_logger()):
+        click.echo(line)
+    if not confirm:
+        click.echo("nothing changed: pass --confirm to do this")
+
+
 @main.command("retry-step")
 @config_option
 @click.argument("number", type=int)

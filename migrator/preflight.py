@@ -147,6 +147,10 @@ def run_preflight(config: Config, journal: Journal | None, dns: DnsProvider, *, 
     """Cheap, read-only; repeated on every run so a resume also meets a clear error, not a stack trace."""
     steps = {row.number: row.status for row in journal.steps()} if journal else {}
     copy_started = journal is not None and (bool(journal.chunk_plan()) or steps.get(6) == "done")
+    if config.rds is not None:
+        from migrator.platforms.rds import rds_preflight
+
+        rds_preflight(config, resuming=journal is not None)
     source_flavour = check_source(config)
     check_target(config, copy_started=copy_started)
     check_tools(source_flavour)

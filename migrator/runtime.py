@@ -79,7 +79,7 @@ def open_run(
         )
         if not fresh:
             run_preflight(config, journal, dns, log=log)
-        services = ServiceSupervisor(config, journal, log=log)
+        services = ServiceSupervisor(config, journal, log=log, crash_points=crash_points)
         ctx = StepContext(
             config=config,
             journal=journal,

@@ -6,7 +6,10 @@ recorded positions before it continues, so a crash between steps costs nothing b
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
+from collections import Counter
 from typing import Any
 
 from migrator.config import Config
@@ -31,10 +34,16 @@ def snapshot_coordinates(journal: Journal) -> SnapshotCoordinates:
 
 
 class ServiceSupervisor:
-    def __init__(self, config: Config, journal: Journal, *, log: Any) -> None:
+    def __init__(
+        self, config: Config, journal: Journal, *, log: Any, crash_points: frozenset[str] = frozenset()
+    ) -> None:
         self.config = config
         self.journal = journal
         self.log = log
+        # Fault tests: "apply.after_commit" dies the first time the applier passes that hook,
+        # "apply.after_commit@3" the third time (as the engine's step crash points, by SIGKILL).
+        self.crash_points = frozenset(p for p in crash_points if p.startswith("apply."))
+        self._fault_counts: Counter[str] = Counter()
         self.streamer: BinlogStreamer | None = None
         self.applier: BinlogApplier | None = None
         self.heartbeat: HeartbeatWriter | None = None
@@ -117,8 +126,15 @@ class ServiceSupervisor:
                 secrets_dir=self.config.secrets_dir,
                 group_commit=self.config.sync.group_commit,
                 log=self.log.bind(service=APPLIER),
+                fault_hook=self._applier_fault if self.crash_points else None,
             )
         return self.applier
+
+    def _applier_fault(self, name: str) -> None:
+        self._fault_counts[name] += 1
+        if name in self.crash_points or f"{name}@{self._fault_counts[name]}" in self.crash_points:
+            self.log.warning("crash_point", point=name, occurrence=self._fault_counts[name])
+            os.kill(os.getpid(), signal.SIGKILL)
 
     def _start_applier(self) -> None:
         if self._applier_thread is not None and self._applier_thread.is_alive():

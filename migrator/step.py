@@ -92,6 +92,13 @@ class StepContext:
         with self.target() as s:
             return detect(str(s.value("SELECT VERSION()")))
 
+    def _tick(self) -> None:
+        """Between polls: supervise services, and watch the platform's storage where it can (RDS)."""
+        self.services.check()
+        check_storage = getattr(self.platform, "check_storage", None)
+        if check_storage is not None:
+            check_storage()
+
     def wait(
         self, name: str, condition: Callable[[], bool], *, timeout: float, interval: float = 0.5, what: str
     ) -> None:
@@ -99,7 +106,7 @@ class StepContext:
         deadline = self.journal.deadline(f"step{self.step_number}.{name}", timeout, now=self.clock.now())
         self.log.info("wait.start", wait=name, deadline_in=round(deadline - self.clock.now(), 1))
         if not poll_until(
-            self.clock, condition, deadline=deadline, interval=interval, on_tick=self.services.check
+            self.clock, condition, deadline=deadline, interval=interval, on_tick=self._tick
         ):
             raise StepFailed(
                 f"timed out waiting for {what} (wait {name!r}, {timeout:.0f} s)",
@@ -116,5 +123,5 @@ class StepContext:
             "wait.out", wait=name, why=why, seconds_left=round(max(0.0, deadline - self.clock.now()), 1)
         )
         while self.clock.now() < deadline:
-            self.services.check()
+            self._tick()
             self.clock.sleep(min(1.0, deadline - self.clock.now()))

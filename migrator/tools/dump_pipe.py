@@ -1,5 +1,11 @@
 """Copy chunks from the frozen snapshot to the target: ``mariadb-dump --where=<range> | mariadb``.
 
+Tables with a column whose text form loses data (FLOAT: mariadb-dump prints 6 significant digits,
+so 1.2345678 would arrive as 1.23457) take the row path instead: the snapshot renders each row as
+a SQL tuple itself (QUOTE() per value, FLOAT widened to DOUBLE, which is exact and rounds back to
+the same FLOAT on insert, binary as hex) and the rows go to the target as multi-row INSERTs over
+pymysql, in one transaction per chunk as well.
+
 Each chunk is one target transaction (``--no-autocommit`` wraps the dump in ``autocommit=0 ...
 COMMIT``), loaded straight from one process's stdout into the other's stdin: no files, no Python
 relay. The ledger (the journal) hears ``mark_done`` only after the target committed, so a crash in
@@ -11,6 +17,7 @@ crosses threads; workers only run the pipes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -24,13 +31,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol
 
+import pymysql
+import pymysql.cursors
 import structlog
 
 from migrator.endpoint import Endpoint
 from migrator.errors import StepFailed
 from migrator.mysql.chunking import SESSION_TIME_ZONE, Chunk
 from migrator.mysql.flavour import Flavour
-from migrator.mysql.session import MySQLSession, is_transient, qualified
+from migrator.mysql.schema import SCHEMA_SQL_MODE, ColumnInfo, TableInfo, table_info
+from migrator.mysql.session import MySQLSession, is_transient, qualified, quote_identifier
 from migrator.platforms.local_server import find_binary
 from migrator.tools.defaults_file import DefaultsFile
 
@@ -39,6 +49,65 @@ TRANSIENT_TOOL_ERRORS = ("ERROR 2013", "ERROR 2006", "ERROR 2002", "ERROR 2003",
 # Client-side packet limit for both tools; the target server's max_allowed_packet still applies.
 MAX_ALLOWED_PACKET = "1G"
 STDERR_LIMIT = 4000
+# Column types whose text form (what mariadb-dump prints) does not round-trip: the row path copies them.
+LOSSY_TEXT_TYPES = frozenset({"float"})
+# Types rendered as hex literals on the row path (bytes, not characters).
+BINARY_TYPES = frozenset(
+    {
+        "binary",
+        "varbinary",
+        "tinyblob",
+        "blob",
+        "mediumblob",
+        "longblob",
+        "geometry",
+        "point",
+        "linestring",
+        "polygon",
+        "multipoint",
+        "multilinestring",
+        "multipolygon",
+        "geometrycollection",
+    }
+)
+# Multi-row INSERTs of the row path are sent at about this size (capped by the target's packet).
+ROW_BATCH_BYTES = 1 << 20
+ROW_FETCH = 2000
+
+
+def has_lossy_columns(table: TableInfo) -> bool:
+    """Whether mariadb-dump would change a value of this table (see LOSSY_TEXT_TYPES)."""
+    return any(c.data_type in LOSSY_TEXT_TYPES for c in table.columns if not c.generated)
+
+
+def _value_sql(col: ColumnInfo) -> str:
+    name = quote_identifier(col.name)
+    if col.data_type in LOSSY_TEXT_TYPES:
+        value = f"CAST(CAST({name} AS DOUBLE) AS CHAR)"  # every digit of the stored float
+    elif col.data_type == "bit":
+        value = f"CAST({name} AS UNSIGNED)"
+    elif col.data_type in BINARY_TYPES:
+        value = f"CONCAT('X''', HEX({name}), '''')"
+    else:
+        # QUOTE escapes with backslashes: the loading session runs without NO_BACKSLASH_ESCAPES.
+        value = f"CONVERT(QUOTE({name}) USING utf8mb4)"
+    return f"IFNULL({value}, 'NULL')"
+
+
+def row_tuple_sql(table: TableInfo) -> str:
+    """A SELECT expression giving each row as the text of a SQL tuple ``(v1, v2, ...)``.
+
+    CONCAT returns NULL when the text would exceed the snapshot's max_allowed_packet; the row
+    path treats a NULL tuple as a failure, never as a row to skip.
+    """
+    parts = ", ',', ".join(_value_sql(c) for c in table.columns if not c.generated)
+    # As bytes: the utf8mb4 text goes back out as it came, with no decoding in Python.
+    return f"CAST(CONCAT('(', {parts}, ')') AS BINARY)"
+
+
+def insert_prefix(table: TableInfo) -> bytes:
+    cols = ", ".join(quote_identifier(c.name) for c in table.columns if not c.generated)
+    return f"INSERT INTO {table.sql_name} ({cols}) VALUES ".encode()
 
 
 class ChunkLedger(Protocol):
@@ -191,10 +260,13 @@ class ChunkCopier:
         log: Any = None,
         attempts: int = 2,
         chunk_timeout: float | None = None,
+        row_path: str = "auto",
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         if workers < 1:
             raise ValueError("workers must be at least 1")
+        if row_path not in ("auto", "always", "never"):
+            raise ValueError("row_path must be auto, always or never")
         self.snapshot = snapshot
         self.target = target
         self.flavour = flavour
@@ -206,6 +278,9 @@ class ChunkCopier:
         self.attempts = max(1, attempts)
         self.chunk_timeout = chunk_timeout
         self.monotonic = monotonic
+        # "auto": the row path for tables with lossy columns only; "never" exists to show the loss.
+        self.row_path = row_path
+        self._tables: dict[tuple[str, str], TableInfo] = {}
         self._dump_tool = find_binary(*flavour.dump_tool)
         self._client_tool = find_binary(*flavour.client_tool)
         self._prefix = _pdeathsig_prefix()
@@ -260,11 +335,93 @@ class ChunkCopier:
                 self._sessions.append(session)
         return session
 
+    def _snapshot_session(self) -> MySQLSession:
+        session: MySQLSession | None = getattr(self._local, "snapshot", None)
+        if session is None:
+            session = MySQLSession(self.snapshot)
+            session.execute("SET SESSION time_zone = %s", (SESSION_TIME_ZONE,))
+            self._local.snapshot = session
+            with self._sessions_lock:
+                self._sessions.append(session)
+        return session
+
     def _drop_target_session(self) -> None:
-        session: MySQLSession | None = getattr(self._local, "session", None)
-        if session is not None:
-            session.close()
-            self._local.session = None
+        for name in ("session", "snapshot"):
+            session: MySQLSession | None = getattr(self._local, name, None)
+            if session is not None:
+                session.close()
+                setattr(self._local, name, None)
+
+    def _table(self, chunk: Chunk) -> TableInfo:
+        key = (chunk.schema, chunk.table)
+        with self._sessions_lock:
+            found = self._tables.get(key)
+        if found is None:
+            found = table_info(self._snapshot_session(), chunk.schema, chunk.table)
+            with self._sessions_lock:
+                self._tables[key] = found
+        return found
+
+    def uses_row_path(self, chunk: Chunk) -> bool:
+        if self.row_path != "auto":
+            return self.row_path == "always"
+        return has_lossy_columns(self._table(chunk))
+
+    def _copy_rows(self, chunk: Chunk) -> int:
+        """The row path: snapshot-rendered tuples, multi-row INSERTs, one transaction. Returns bytes sent."""
+        table = self._table(chunk)
+        source, target = self._snapshot_session(), self._target_session()
+        budget = min(ROW_BATCH_BYTES, self._target_packet(target) // 2)
+        prefix = insert_prefix(table)
+        sent = 0
+        target.execute("SET SESSION sql_mode = %s", (SCHEMA_SQL_MODE,))
+        target.execute("SET SESSION unique_checks = 0")
+        target.conn.begin()
+        try:
+            batch: list[bytes] = []
+            size = 0
+            with source.conn.cursor(pymysql.cursors.SSCursor) as cur:
+                cur.execute(
+                    f"SELECT {row_tuple_sql(table)} FROM {table.sql_name} WHERE {chunk.where_sql()}"
+                )
+                while rows := cur.fetchmany(ROW_FETCH):
+                    for (text,) in rows:
+                        if text is None:
+                            raise ChunkCopyFailed(
+                                chunk,
+                                "a row's text exceeds the snapshot's max_allowed_packet; raise it to the "
+                                "size of the largest row x 2",
+                            )
+                        row = bytes(text)
+                        batch.append(row)
+                        size += len(row) + 1
+                        if size >= budget:
+                            sent += self._send_rows(target, prefix, batch)
+                            batch, size = [], 0
+            if batch:
+                sent += self._send_rows(target, prefix, batch)
+            target.conn.commit()
+        except BaseException:
+            with contextlib.suppress(pymysql.err.Error):
+                target.conn.rollback()
+            raise
+        finally:
+            with contextlib.suppress(pymysql.err.Error):
+                target.execute("SET SESSION unique_checks = 1")
+        return sent
+
+    @staticmethod
+    def _send_rows(target: MySQLSession, prefix: bytes, rows: list[bytes]) -> int:
+        sql = prefix + b",".join(rows)
+        target.conn.query(sql)
+        return len(sql)
+
+    def _target_packet(self, target: MySQLSession) -> int:
+        packet: int | None = getattr(self._local, "packet", None)
+        if packet is None:
+            packet = int(target.value("SELECT @@max_allowed_packet"))
+            self._local.packet = packet
+        return packet
 
     # --- one chunk ---------------------------------------------------------------------------
     def clear_range(self, chunk: Chunk) -> int:
@@ -343,7 +500,10 @@ class ChunkCopier:
                 cleared = self.clear_range(chunk)
                 if cleared:
                     self.log.info("copy.chunk_cleared", chunk=chunk.chunk_id(), rows=cleared)
-                written = self._pipe(chunk, dump_cnf, load_cnf)
+                if self.uses_row_path(chunk):
+                    written = self._copy_rows(chunk)
+                else:
+                    written = self._pipe(chunk, dump_cnf, load_cnf)
                 rows = self.count_range(chunk)
             except Exception as exc:
                 transient = is_transient(exc) or (

@@ -96,6 +96,13 @@ def test_full_migration_under_live_writes(sandbox: Sandbox) -> None:
     status = json.loads(sandbox.cli("status", "--json").stdout)
     assert status["steps_done"] == 14 and status["copy"]["chunks_done"] == status["copy"]["chunks"]
     assert json.loads(sandbox.cli("status", "--json").stdout)["owner_pid"] is None
+    # Cleanup is never automatic: a dry run changes nothing, --confirm removes the snapshot replica.
+    replica_dir = sandbox.workdir / "replicas" / "test-snapshot"
+    dry = sandbox.cli("cleanup")
+    assert dry.returncode == EXIT_OK and "would delete local replica test-snapshot" in dry.stdout
+    assert replica_dir.exists()
+    assert sandbox.cli("cleanup", "--confirm").returncode == EXIT_OK
+    assert not replica_dir.exists()
 
 
 def test_resume_after_kill_at_step_boundary(sandbox: Sandbox) -> None:
@@ -190,6 +197,8 @@ def test_retry_and_skip_are_journaled_with_who_and_why(sandbox: Sandbox) -> None
     assert [e["kind"] for e in operator] == ["operator.retry_step", "operator.skip_step"]
     assert operator[1]["detail"]["why"] == "TTL managed elsewhere" and "@" in operator[1]["detail"]["who"]
     assert sandbox.cli("skip-step", "15", "--reason", "x").returncode == EXIT_BAD_INPUT
+    unfinished = sandbox.cli("cleanup", "--confirm")
+    assert unfinished.returncode == EXIT_BAD_INPUT and "has not finished" in unfinished.stderr
 
 
 def test_plan_has_no_effects(sandbox: Sandbox) -> None:
