@@ -127,7 +127,9 @@ def check_source(config: Config) -> Flavour:
 def check_target(config: Config, *, copy_started: bool) -> Flavour:
     with _open(config.target, "target") as t:
         flavour = _flavour(t)
-        _require(t, "target", TARGET_PRIVILEGES)
+        # The applier replays row events with BINLOG statements.
+        replay = ("BINLOG REPLAY", "SUPER") if flavour.is_mariadb else ("REPLICATION_APPLIER", "SUPER")
+        _require(t, "target", TARGET_PRIVILEGES, replay)
         if not copy_started and not config.migration.allow_nonempty_target:
             non_empty = target_is_empty(t, list(config.migration.schemas))
             if non_empty:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from collections.abc import Iterable
+from typing import NamedTuple
 
 from migrator.mysql.flavour import Flavour
 from migrator.mysql.session import MySQLSession
 
 
-@dataclass(frozen=True, order=True)
-class BinlogPosition:
+class BinlogPosition(NamedTuple):
+    """A binlog file and byte offset. A tuple, so (file, pos) pairs from anywhere compare equal to it;
+    order positions with ``position_key``, never by the file name's text."""
+
     file: str
     position: int
 
@@ -20,9 +24,19 @@ class BinlogPosition:
         return [self.file, self.position]
 
 
-def file_sequence(name: str) -> int:
-    """mysql-bin.000042 -> 42; file names compare by their numeric suffix."""
-    return int(name.rsplit(".", 1)[1])
+_BINLOG_NAME = re.compile(r"^(?P<base>.+)\.(?P<seq>\d{6,})$")
+
+
+def binlog_sequence(name: str) -> int:
+    """mysql-bin.000042 -> 42 (names compare by number: the suffix grows past 6 digits)."""
+    match = _BINLOG_NAME.match(name)
+    if match is None:
+        raise ValueError(f"not a binlog file name: {name!r}")
+    return int(match.group("seq"))
+
+
+def position_key(position: tuple[str, int]) -> tuple[int, int]:
+    return binlog_sequence(position[0]), position[1]
 
 
 def source_head(session: MySQLSession, flavour: Flavour) -> BinlogPosition:
@@ -41,13 +55,14 @@ def binary_logs(session: MySQLSession) -> list[tuple[str, int]]:
     return [(str(r[0]), int(r[1])) for r in session.rows("SHOW BINARY LOGS")]
 
 
-def lag_bytes(files: list[tuple[str, int]], applied: BinlogPosition, head: BinlogPosition) -> int:
-    """Bytes of binlog between the applied position and the head, from a file list with sizes."""
-    if applied >= head or applied.file == head.file:
-        return max(0, head.position - applied.position) if applied.file == head.file else 0
+def lag_bytes(files: Iterable[tuple[str, int]], applied: tuple[str, int], head: tuple[str, int]) -> int:
+    """Binlog bytes from ``applied`` to ``head``; ``files`` gives sizes (SHOW BINARY LOGS rows or the archive)."""
+    if position_key(head) <= position_key(applied):
+        return 0
+    if applied[0] == head[0]:
+        return head[1] - applied[1]
     sizes = dict(files)
-    total = max(0, sizes.get(applied.file, applied.position) - applied.position)
-    for name, size in sorted(files, key=lambda f: file_sequence(f[0])):
-        if file_sequence(applied.file) < file_sequence(name) < file_sequence(head.file):
-            total += size
-    return total + head.position
+    low, high = binlog_sequence(applied[0]), binlog_sequence(head[0])
+    total = max(0, sizes.get(applied[0], applied[1]) - applied[1])
+    total += sum(size for name, size in sizes.items() if low < binlog_sequence(name) < high)
+    return total + head[1]

@@ -38,11 +38,13 @@ import structlog
 
 from migrator.endpoint import Endpoint
 from migrator.errors import ApplyConflict, BinlogGap, StepFailed
+from migrator.mysql import positions
 from migrator.mysql.flavour import Flavour
+from migrator.mysql.positions import binlog_sequence
 from migrator.mysql.session import MySQLSession, connect, error_code, is_transient, quote_identifier
 from migrator.platforms.local_server import find_binary
 from migrator.ports import SnapshotCoordinates
-from migrator.tools.binlog_streamer import ArchivedFile, binlog_sequence, list_archive
+from migrator.tools.binlog_streamer import ArchivedFile, list_archive
 from migrator.tools.binlog_text import (
     Incident,
     PositionMarker,
@@ -111,22 +113,9 @@ def _after(a: Position, b: Position) -> bool:
 def lag_bytes(
     files: Sequence[ArchivedFile] | Sequence[tuple[str, int]], applied: Position, source_head: Position
 ) -> int:
-    """Binlog bytes from ``applied`` to ``source_head``.
-
-    ``files`` gives the sizes: the archive's files, or the source's SHOW BINARY LOGS rows.
-    """
-    sizes: dict[str, int] = {}
-    for entry in files:
-        name, size = (entry.name, entry.size) if isinstance(entry, ArchivedFile) else entry
-        sizes[name] = size
-    if not _after(source_head, applied):
-        return 0
-    if applied[0] == source_head[0]:
-        return source_head[1] - applied[1]
-    low, high = binlog_sequence(applied[0]), binlog_sequence(source_head[0])
-    total = max(0, sizes.get(applied[0], applied[1]) - applied[1])
-    total += sum(size for name, size in sizes.items() if low < binlog_sequence(name) < high)
-    return total + source_head[1]
+    """Binlog bytes from ``applied`` to ``source_head``, sizes from the archive or SHOW BINARY LOGS."""
+    pairs = [(f.name, f.size) if isinstance(f, ArchivedFile) else f for f in files]
+    return positions.lag_bytes(pairs, applied, source_head)
 
 
 def _run_multi(conn: Any, sql: bytes, count: int) -> list[tuple[Any, ...]]:

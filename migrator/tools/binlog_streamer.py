@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
-import re
 import signal
 import subprocess
 import time
@@ -28,11 +27,11 @@ import structlog
 from migrator.endpoint import Endpoint
 from migrator.errors import BinlogGap, StepFailed
 from migrator.mysql.flavour import Flavour
+from migrator.mysql.positions import binlog_sequence
 from migrator.mysql.session import MySQLSession, error_code
 from migrator.platforms.local_server import find_binary
 from migrator.tools.defaults_file import DefaultsFile
 
-_BINLOG_NAME = re.compile(r"^(?P<base>.+)\.(?P<seq>\d{6,})$")
 STDERR_LOG = "streamer.log"
 # The source no longer has the file we asked for (ER_MASTER_FATAL_ERROR_READING_BINLOG on a purged file).
 _GAP_SIGNATURES = ("Could not find first log file name", "purged binary logs", "binary log is not open")
@@ -50,16 +49,12 @@ class ArchivedFile:
     size: int
 
 
-def binlog_sequence(name: str) -> int:
-    """mysql-bin.000042 -> 42 (names compare by number: the suffix grows past 6 digits)."""
-    match = _BINLOG_NAME.match(name)
-    if match is None:
-        raise ValueError(f"not a binlog file name: {name!r}")
-    return int(match.group("seq"))
-
-
 def is_binlog_name(name: str) -> bool:
-    return _BINLOG_NAME.match(name) is not None
+    try:
+        binlog_sequence(name)
+    except ValueError:
+        return False
+    return True
 
 
 def list_archive(archive_dir: Path) -> list[ArchivedFile]:

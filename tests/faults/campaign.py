@@ -33,7 +33,6 @@ WEIGHTS = {
     "binlog-purged": 0.3,
     "disk-full": 0.3,
 }
-DDL_CRASHES = (None, "apply.ddl.after_marker", "apply.ddl.after_ddl")
 
 
 def schedule(trials: int, seed: int, kinds: list[str] | None) -> list[tuple[str, int, dict[str, Any]]]:
@@ -43,10 +42,7 @@ def schedule(trials: int, seed: int, kinds: list[str] | None) -> list[tuple[str,
     out: list[tuple[str, int, dict[str, Any]]] = []
     for _ in range(trials):
         kind = rng.choices(names, weights)[0]
-        params: dict[str, Any] = {}
-        if kind == "ddl":
-            params["crash"] = rng.choice(DDL_CRASHES)
-        out.append((kind, rng.randrange(1, 10**7), params))
+        out.append((kind, rng.randrange(1, 10**7), {}))
     return out
 
 
