@@ -94,7 +94,7 @@ def _fill(rows: dict[str, int]) -> list[str]:
                  IF(seq % 7 = 0, ' 😀', '')),
           ELT(1 + CRC32(seq) % 6, 'DE', 'FR', 'JP', 'US', 'BR', 'IN'),
           IF(seq % 5 = 0, NULL, DATE('1950-01-01') + INTERVAL CRC32(CONCAT('b', seq)) % 20000 DAY),
-          (CRC32(CONCAT('bal', seq)) % 2000000 - 500000) / 100,
+          (CAST(CRC32(CONCAT('bal', seq)) % 2000000 AS SIGNED) - 500000) / 100,
           TIMESTAMP('2023-01-01') + INTERVAL seq * 37 SECOND + INTERVAL (seq * 7919) % 1000000 MICROSECOND,
           IF(seq % 3 = 0, NULL, REPEAT(CONCAT('note ', seq, ' — ünïcödé 👍 '), 1 + seq % 6))
         FROM seq_1_to_{n['customers']}""",

@@ -121,7 +121,7 @@ def _child(queue: Any, fn: Callable[..., Outcome], args: tuple[Any, ...], kwargs
     import structlog
     import logging
 
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
     try:
         queue.put(("ok", fn(*args, **kwargs)))
     except BaseException as exc:  # reported to the parent, which raises it

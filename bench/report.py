@@ -28,18 +28,17 @@ def render(rows: list[Row], header: str) -> str:
     lines = [header, ""]
     cols = f"{'section':8s} {'method':44s} {'median s':>9s} {'runs':>4s} {'throughput':>14s} {'vs ours':>8s} {'peak RSS':>16s}  note"
     lines += [cols, "-" * len(cols)]
-    ours_by_section = {r.section: r.median for r in rows if r.ours and r.median and r.method.startswith("ours")}
+    ours_by_section: dict[str, float] = {}
+    for r in rows:  # the first "ours" row of a section is what the others compare with
+        if r.ours and r.median and r.section not in ours_by_section:
+            ours_by_section[r.section] = r.median
     for row in rows:
         if row.median is None:
             lines.append(f"{row.section:8s} {row.method:44s} {'-':>9s} {0:>4d} {'-':>14s} {'-':>8s} {'-':>16s}  {row.skipped}")
             continue
         rate = row.unit_amount / row.median if row.median > 0 else 0.0
         ours = ours_by_section.get(row.section)
-        ratio = "1.00x" if row.ours and row.method.startswith("ours") else (
-            f"{row.median / ours:.2f}x" if ours else "-"
-        )
-        if row.ours and not row.method.startswith("ours"):
-            ratio = f"{row.median / ours:.2f}x" if ours else "-"
+        ratio = f"{row.median / ours:.2f}x" if ours else "-"
         rss = "-"
         if row.rss_mb:
             rss = f"{max(row.rss_mb):.0f} MB"

@@ -149,7 +149,10 @@ def _print_report(config: Config) -> None:
         click.echo(f"  copied: {copy.get('rows', 0)} rows, {mb:.1f} MB in {seconds} s{rate}")
     if "verification" in facts:
         v = facts["verification"]
-        click.echo(f"  verified: {v['tables']} tables, {v['rows']} rows, {v['chunks']} chunks equal")
+        click.echo(
+            f"  verified: {v['tables']} tables equal ({v['proven_before_pause']} proven before the pause, "
+            f"{v['checked_during_pause']} checked during it in {v['seconds']} s)"
+        )
     if "write_pause_seconds" in facts:
         click.echo(f"  write pause: {facts['write_pause_seconds']:.2f} s")
 

@@ -93,6 +93,7 @@ class CutoverSettings:
     freeze_timeout_seconds: int = 30
     catchup_timeout_seconds: int = 300
     require_approval: bool = False
+    verify_all_in_pause: bool = False
 
 
 @dataclass(frozen=True)
@@ -387,6 +388,7 @@ def parse(data: Mapping[str, Any], file: Path) -> Config:
         freeze_timeout_seconds=u.positive("freeze_timeout_seconds", 30),
         catchup_timeout_seconds=u.positive("catchup_timeout_seconds", 300),
         require_approval=u.get("require_approval", bool, False),
+        verify_all_in_pause=u.get("verify_all_in_pause", bool, False),
     )
     if not cutover.read_only and not cutover.pause_hook:
         raise ConfigError(

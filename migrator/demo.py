@@ -75,7 +75,9 @@ class DemoReport:
         v = f.get("verification") or {}
         if v:
             lines.append(
-                f"  verified:  {v.get('tables')} tables, {v.get('rows')} rows, {v.get('chunks')} chunks equal"
+                f"  verified:  {v.get('tables')} tables equal: {v.get('proven_before_pause')} proven before the "
+                f"pause, {v.get('checked_during_pause')} checked during it ({v.get('rows_checked')} rows, "
+                f"{v.get('seconds')} s)"
             )
         if self.workload:
             w = self.workload

@@ -8,6 +8,7 @@ Every random choice comes from ``random.Random(seed)``; a failing trial prints i
 from __future__ import annotations
 
 import random
+import re
 import shutil
 import subprocess
 import time
@@ -271,10 +272,11 @@ def ddl_mid_stream(c: Ctx) -> None:
     conn.close()
     hint = text[text.index("hint:"):]
     took, not_took = hint.split("If it did:")[1].split("; if it did not:")
-    statement = (took if took_effect else not_took).split(";")[0].strip().rstrip(".")
-    if not statement.startswith("UPDATE"):
-        statement = (took if took_effect else not_took).split("UPDATE", 1)[1].split(";")[0]
-        statement = "UPDATE" + statement
+    found = re.search(r"UPDATE [^;(]*WHERE id=1", took if took_effect else not_took)
+    if found is None:
+        c.w.problems.append(f"no UPDATE for the operator in the hint: {hint[:600]}")
+        return
+    statement = found.group(0)
     expected = (crash.startswith("apply.ddl.after_ddl"))
     if took_effect != expected:
         c.w.problems.append(f"{crash}: DDL took effect={took_effect}, expected {expected}")
@@ -289,11 +291,20 @@ def binlog_purged(c: Ctx) -> None:
     c.expect_killed({"MIGRATOR_CRASH_AT": "step.4.after_complete"})
     snapshot = journal_facts(c.w.journal)["snapshot"]
     conn = c.w.box.source.root()
+    deadline = time.monotonic() + 30
     with conn.cursor() as cur:
-        cur.execute("FLUSH BINARY LOGS")
-        cur.execute("SHOW MASTER STATUS")
-        current = cur.fetchone()[0]
-        cur.execute(f"PURGE BINARY LOGS TO '{current}'")
+        # MariaDB keeps a log it may need for crash recovery (binlog checkpoint): flush and retry.
+        while True:
+            cur.execute("FLUSH BINARY LOGS")
+            cur.execute("SHOW MASTER STATUS")
+            current = cur.fetchone()[0]
+            cur.execute(f"PURGE BINARY LOGS TO '{current}'")
+            cur.execute("SHOW BINARY LOGS")
+            if snapshot["file"] not in {row[0] for row in cur.fetchall()}:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the source would not purge {snapshot['file']}")
+            time.sleep(0.2)
     conn.close()
     c.faults += 1
     target_before = _target_schemas(c.w)
@@ -325,8 +336,20 @@ def target_disk_full(c: Ctx) -> None:
     """The target's datadir is a small tmpfs: the copy fills it. A clear stop (rc 1) naming the cause;
     after the filesystem grows, `run` resumes to the end."""
     mount = c.params["mount"]
-    record = c.w.run()
+    limit = c.params.get("limit", 90.0)
+
+    def driver(proc: subprocess.Popen[str]) -> str:
+        try:
+            proc.wait(timeout=limit)
+        except subprocess.TimeoutExpired:
+            sigkill(proc)
+            return f"hung: no stop {limit:.0f}s after the target's disk filled"
+        return ""
+
+    record = c.w.run_with(driver)
     c.faults += 1
+    if record.killed_by:
+        c.w.problems.append(record.killed_by)
     text = record.stderr_tail
     if record.rc != EXIT_STEP_FAILED:
         c.w.problems.append(f"disk full: expected rc 1, got {record.rc}: {text[-600:]}")

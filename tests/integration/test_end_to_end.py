@@ -208,3 +208,24 @@ def test_plan_has_no_effects(sandbox: Sandbox) -> None:
     assert len(lines) == 14 and "[pending]" in lines[0]
     assert not (sandbox.workdir / "journal.sqlite").exists()
     assert not (sandbox.workdir / "replicas").exists()
+
+
+def test_difference_stops_the_run_naming_table_and_range(make_server: MakeServer, tmp_path: Path) -> None:
+    box = make_sandbox(make_server, tmp_path, cutover={"verify_all_in_pause": True})
+    try:
+        assert box.cli("run", "--until", "9").returncode == EXIT_OK
+        # Corrupt the target behind the applier's back (root bypasses read_only): step 10 must refuse.
+        box.target.execute("UPDATE hr.employees SET last_name = CONCAT(last_name, 'x') ORDER BY emp_no LIMIT 1")
+        result = box.cli("run")
+        assert result.returncode == 1
+        assert "differ between source and target" in result.stderr and "hr.employees" in result.stderr
+        assert "do not cut over" in result.stderr
+        status = steps_status(box.workdir / "journal.sqlite")
+        assert status[10] == "failed" and status[13] == "pending"
+        conn = box.source.root()
+        with conn.cursor() as cur:
+            cur.execute("SELECT @@global.read_only")
+            assert cur.fetchone()[0] == 1  # still paused: the operator decides what happens next
+        conn.close()
+    finally:
+        stop_local_replicas(box)
