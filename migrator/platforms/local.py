@@ -18,6 +18,7 @@ from migrator.endpoint import Endpoint
 from migrator.errors import StepFailed
 from migrator.mysql.flavour import Flavour, detect
 from migrator.mysql.heartbeat import SCHEMA as HEARTBEAT_SCHEMA
+from migrator.mysql.replication import replication_status
 from migrator.mysql.session import MySQLSession, quote_identifier
 from migrator.platforms.local_server import LocalServer, build_template, find_binary
 from migrator.ports import ReplicaHandle, ReplicaState, SnapshotCoordinates
@@ -165,21 +166,17 @@ class LocalPlatform:
             )
         handle = self.replica_handle(identifier)
         with MySQLSession(handle.endpoint) as s:
-            flavour = self._flavour(s)
-            rows = s.dicts(flavour.replica_status_sql)
-        if not rows:
+            status = replication_status(s, identifier)
+        if status is None:
             return ReplicaState(
                 exists=True, available=True, replicating=False, lag_seconds=None, promoted=True
             )
-        row = rows[0]
-        io, sql = flavour.replica_threads_running(row)
-        if not sql and flavour.replica_error(row):
-            raise StepFailed(f"replica {identifier!r} stopped with an error: {flavour.replica_error(row)}")
-        lag = flavour.replica_lag_seconds(row)
-        if io and sql and not flavour.replica_caught_up(row):
-            lag = max(lag or 0.0, 0.001)  # Seconds_Behind says 0 while events are still queued
         return ReplicaState(
-            exists=True, available=True, replicating=io and sql, lag_seconds=lag, promoted=False
+            exists=True,
+            available=True,
+            replicating=status.replicating,
+            lag_seconds=status.lag_seconds,
+            promoted=False,
         )
 
     def stop_replication(self, identifier: str) -> SnapshotCoordinates:

@@ -27,6 +27,7 @@ from migrator.config import Config, RdsSettings
 from migrator.endpoint import Endpoint
 from migrator.errors import PreflightFailed, StepFailed
 from migrator.mysql.flavour import Flavour, detect
+from migrator.mysql.replication import replication_status
 from migrator.mysql.session import MySQLSession
 from migrator.ports import ReplicaHandle, ReplicaState, SnapshotCoordinates
 
@@ -377,8 +378,7 @@ class RdsPlatform:
             return ReplicaState(
                 exists=False, available=False, replicating=False, lag_seconds=None, promoted=False
             )
-        status = str(instance.get("DBInstanceStatus"))
-        if status != "available":
+        if str(instance.get("DBInstanceStatus")) != "available":
             return ReplicaState(
                 exists=True, available=False, replicating=False, lag_seconds=None, promoted=False
             )
@@ -389,25 +389,18 @@ class RdsPlatform:
         endpoint = self._endpoint(identifier, instance)
         assert endpoint is not None  # available instances have an endpoint
         with MySQLSession(endpoint) as s:
-            flavour = self._flavour(s)
-            rows = s.dicts(flavour.replica_status_sql)
-        if not rows:
+            replication = replication_status(s, identifier)
+        if replication is None:
             # RDS still lists a source but the server has no replication: only mid-promotion.
             return ReplicaState(
                 exists=True, available=True, replicating=False, lag_seconds=None, promoted=False
             )
-        row = rows[0]
-        io, sql = flavour.replica_threads_running(row)
-        if not sql and flavour.replica_error(row):
-            raise StepFailed(f"replica {identifier!r} stopped with an error: {flavour.replica_error(row)}")
-        lag = flavour.replica_lag_seconds(row)
-        if io and sql and not flavour.replica_caught_up(row):
-            lag = max(lag or 0.0, 0.001)  # Seconds_Behind says 0 while events are still queued
+        lag = replication.lag_seconds
         metric = self.replica_lag_metric(identifier)
         if lag is not None and metric is not None and metric > 0:
             lag = max(lag, metric)  # both must say 0: CloudWatch lags, but may see what SQL hides
         return ReplicaState(
-            exists=True, available=True, replicating=io and sql, lag_seconds=lag, promoted=False
+            exists=True, available=True, replicating=replication.replicating, lag_seconds=lag, promoted=False
         )
 
     def stop_replication(self, identifier: str) -> SnapshotCoordinates:
