@@ -19,6 +19,7 @@ from migrator import log as logsetup
 from migrator.config import Config, load
 from migrator.errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_STEP_FAILED, MigratorError
 from migrator.journal import Journal
+from migrator.mysql.positions import position_key
 from migrator.progress import for_terminal
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -182,6 +183,13 @@ def status_data(config: Config) -> dict[str, Any]:
     finally:
         ro.close()
     done = sum(1 for s in steps if s["status"] in ("done", "skipped"))
+    applied = services.get("applier", {}).get("position")
+    archive_lag = None
+    if applied and binlogs:
+        from migrator.mysql.positions import lag_bytes
+
+        head = max(binlogs, key=lambda f: position_key((f[0], 0)))
+        archive_lag = lag_bytes(binlogs, (applied[0], int(applied[1])), head)
     return {
         "migration": config.migration.name,
         "fingerprint": config.fingerprint(),
@@ -192,6 +200,7 @@ def status_data(config: Config) -> dict[str, Any]:
         "services": services,
         "binlog_files": len(binlogs),
         "binlog_bytes": sum(size for _, size in binlogs),
+        "apply_lag_bytes": archive_lag,
         "snapshot": facts.get("snapshot"),
         "write_pause_seconds": facts.get("write_pause_seconds"),
         "recent_events": events,
@@ -235,6 +244,10 @@ def _render_status(data: dict[str, Any]) -> None:
         click.echo(f"service {name}: {svc['desired']}{pos}")
     if data["binlog_files"]:
         click.echo(f"binlog archive: {data['binlog_files']} files, {data['binlog_bytes'] / 1e6:.1f} MB")
+    if data["apply_lag_bytes"] is not None:
+        click.echo(
+            f"applier: {data['apply_lag_bytes']} bytes behind the archive (`migrator verify` measures the source)"
+        )
     if data["write_pause_seconds"] is not None:
         click.echo(f"write pause: {data['write_pause_seconds']:.2f} s")
 
@@ -245,6 +258,7 @@ def _render_status(data: dict[str, Any]) -> None:
 def status(config_path: str, as_json: bool) -> None:
     """Steps, copy progress, services (reads the journal only; safe while run is going)."""
     config = _load(config_path)
+    logsetup.configure(quiet=as_json)  # logs on stderr, never in the answer on stdout
     _emit(status_data(config), as_json, _render_status)
 
 
@@ -257,6 +271,8 @@ def verify(config_path: str, as_json: bool, no_checksums: bool) -> None:
     from migrator.verification import verify_now
 
     config = _load(config_path)
+    # Unconfigured structlog prints to stdout, which must carry nothing but the answer (--json).
+    logsetup.configure(quiet=as_json)
     data = verify_now(config, checksums=not no_checksums)
 
     def render(d: dict[str, Any]) -> None:
@@ -272,7 +288,15 @@ def verify(config_path: str, as_json: bool, no_checksums: bool) -> None:
             click.echo(f"checksums: {cs['chunks']} chunks, {len(cs['mismatches'])} differ")
             for m in cs["mismatches"][:20]:
                 click.echo(f"  {m}")
-        click.echo("IN SYNC" if d["in_sync"] else "NOT IN SYNC")
+        if d["in_sync"]:
+            click.echo("IN SYNC")
+        elif not d["at_head"]:
+            click.echo(
+                "NOT IN SYNC: the target is behind the source (differences in tables written meanwhile "
+                "may be only that lag)"
+            )
+        else:
+            click.echo("NOT IN SYNC")
 
     _emit(data, as_json, render)
     sys.exit(EXIT_OK if data["in_sync"] else EXIT_STEP_FAILED)

@@ -95,6 +95,7 @@ def test_full_migration_under_live_writes(sandbox: Sandbox) -> None:
     conn.close()
     status = json.loads(sandbox.cli("status", "--json").stdout)
     assert status["steps_done"] == 14 and status["copy"]["chunks_done"] == status["copy"]["chunks"]
+    assert status["apply_lag_bytes"] == 0 and status["services"]["applier"]["desired"] == "stopped"
     assert json.loads(sandbox.cli("status", "--json").stdout)["owner_pid"] is None
     # Cleanup is never automatic: a dry run changes nothing, --confirm removes the snapshot replica.
     replica_dir = sandbox.workdir / "replicas" / "test-snapshot"
