@@ -9,6 +9,7 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
@@ -121,20 +122,34 @@ def run(
     logsetup.configure(log_file=config.workdir / "migrator.log", verbose=verbose)
     log = logsetup.get_logger(migration=config.migration.name)
     crash = frozenset(filter(None, os.environ.get("MIGRATOR_CRASH_AT", "").split(",")))
-    result = run_migration(
-        config,
-        log=log,
-        argv=sys.argv,
-        until=until,
-        approvals=frozenset({"cutover"}) if approve_cutover else frozenset(),
-        crash_points=crash,
-        progress=for_terminal(log),
-    )
+    # SIGTERM (systemd, a CI timeout) unwinds like Ctrl-C: services stop, the journal lock is released,
+    # and the step in progress stays 'running' for the next run to re-enter through its check.
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        result = run_migration(
+            config,
+            log=log,
+            argv=sys.argv,
+            until=until,
+            approvals=frozenset({"cutover"}) if approve_cutover else frozenset(),
+            crash_points=crash,
+            progress=for_terminal(log),
+        )
+    except KeyboardInterrupt:
+        click.echo("interrupted: `migrator run` resumes from here", err=True)
+        sys.exit(EXIT_INTERRUPTED)
     if result.stopped_before is not None:
         click.echo(f"stopped before step {result.stopped_before} as asked (--until {until})")
     else:
         _print_report(config)
     sys.exit(EXIT_OK)
+
+
+EXIT_INTERRUPTED = 130
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _print_report(config: Config) -> None:

@@ -48,6 +48,18 @@ def all_rows(server: LocalServer, table: str) -> list[tuple[object, ...]]:
         conn.close()
 
 
+def command_lines_mentioning(text: str) -> list[bytes]:
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue  # exited meanwhile
+        if text.encode() in cmdline:
+            found.append(cmdline)
+    return found
+
+
 def steps_status(journal_path: Path) -> dict[int, str]:
     conn = sqlite3.connect(f"file:{journal_path}?mode=ro", uri=True)
     try:
@@ -244,3 +256,27 @@ def test_difference_stops_the_run_naming_table_and_range(make_server: MakeServer
         conn.close()
     finally:
         stop_local_replicas(box)
+
+
+def test_sigterm_stops_cleanly_and_resumes(sandbox: Sandbox) -> None:
+    proc = sandbox.popen("run")
+    journal = sandbox.workdir / "journal.sqlite"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if journal.exists():
+            try:
+                if steps_status(journal).get(7) == "done":
+                    break
+            except sqlite3.OperationalError:
+                pass
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run ended before it could be interrupted"
+    proc.send_signal(signal.SIGTERM)
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "resumes from here" in err
+    assert "Traceback" not in err
+    assert json.loads(sandbox.cli("status", "--json").stdout)["owner_pid"] is None
+    assert command_lines_mentioning(str(sandbox.workdir / "binlogs")) == []  # mysqlbinlog went with the orchestrator
+    result = sandbox.cli("run")
+    assert result.returncode == EXIT_OK, result.stderr[-3000:]
+    assert_migrated(sandbox)
