@@ -21,6 +21,11 @@ from migrator.mysql.session import is_transient
 from migrator.step import StepContext, StepModule
 
 
+def _retryable(exc: BaseException) -> bool:
+    """Transient, or a step's own error wrapping a transient one (``raise StepFailed(...) from exc``)."""
+    return is_transient(exc) or (exc.__cause__ is not None and is_transient(exc.__cause__))
+
+
 @dataclass(frozen=True)
 class RetryBudget:
     attempts: int = 6
@@ -94,6 +99,19 @@ class Engine:
         except Exception as exc:
             journal.fail_step(step.NUMBER, f"{type(exc).__name__}: {exc}")
             log.error("step.failed", error=str(exc), error_type=type(exc).__name__)
+            if _retryable(exc):  # the retry budget is spent: say so, and what brings the run back
+                config = self.ctx.config
+                servers = (
+                    f"the source ({config.source.describe()}) and the target ({config.target.describe()})"
+                    if config is not None
+                    else "the source and the target"
+                )
+                raise StepFailed(
+                    f"step {step.NUMBER} ({step.NAME}) gave up after its retry budget ({self.retry.attempts} "
+                    f"attempts, at most {self.retry.seconds:.0f} s): a database connection kept failing: "
+                    f"{type(exc).__name__}: {exc}",
+                    hint=f"check that {servers} are up and reachable, then `migrator run` resumes here",
+                ) from exc
             raise StepFailed(f"step {step.NUMBER} ({step.NAME}) failed: {type(exc).__name__}: {exc}") from exc
         self.crash_point(f"step.{step.NUMBER}.before_complete")
         journal.complete_step(step.NUMBER, outcome, how=how)
@@ -108,7 +126,7 @@ class Engine:
             self.ctx.journal.event("step.retry", step.NUMBER, attempt=state.attempt_number, error=str(exc))
 
         retrying = Retrying(
-            retry=retry_if_exception(is_transient),
+            retry=retry_if_exception(_retryable),
             stop=stop_after_attempt(self.retry.attempts) | stop_after_delay(self.retry.seconds),
             wait=wait_exponential(multiplier=self.retry.first_wait, max=self.retry.max_wait),
             sleep=self.ctx.clock.sleep,

@@ -33,8 +33,13 @@ def _archived(ctx: StepContext) -> bool:
 
 
 def check(ctx: StepContext) -> Check:
-    desired = ctx.journal.services().get(STREAMER, ("stopped", None))[0]
-    if desired == "running" and ctx.services.streamer is not None and ctx.services.streamer.is_running() and _archived(ctx):
+    services = ctx.journal.services()
+    desired = services.get(STREAMER, ("stopped", None))[0]
+    # The heartbeat too: a kill between the two starts left it unrecorded, so no resume restarts it and
+    # step 8 would wait forever for a heartbeat lag (found by the fault suite's kill-in-step trials).
+    heartbeat = services.get(HEARTBEAT, ("stopped", None))[0]
+    streaming = ctx.services.streamer is not None and ctx.services.streamer.is_running()
+    if desired == "running" and heartbeat == "running" and streaming and _archived(ctx):
         return Check(
             True,
             "streamer running and the snapshot's file is archived",

@@ -87,6 +87,9 @@ def run(ctx: StepContext) -> dict[str, Any]:
         secrets_dir=cfg.secrets_dir,
         on_progress=on_progress,
         log=ctx.log,
+        # Each attempt deletes and reloads the chunk: cheap. Two were too few for a network that
+        # resets twice within a minute (the fault suite's net-cut trials).
+        attempts=5,
     )
     report = copier.copy(plan)
     progress: dict[str, float] = dict(ctx.journal.copy_progress())

@@ -29,7 +29,11 @@ def check(ctx: StepContext) -> Check:
     desired = ctx.journal.services().get(APPLIER, ("stopped", None))[0]
     thread = ctx.services._applier_thread
     if desired == "running" and thread is not None and thread.is_alive():
-        return Check(True, "applier running")
+        # A resume restarts the applier before this check: the fact step 8 needs must come from here too.
+        started = ctx.journal.fact("apply_started_at")
+        if started is None:
+            started = list(ctx.services.applied_position())
+        return Check(True, "applier running", {"apply_started_at": started})
     return Check(False, "applier not running")
 
 

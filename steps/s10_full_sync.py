@@ -44,7 +44,21 @@ def _proven_before_pause(ctx: StepContext, final: tuple[str, int]) -> set[tuple[
     return {(schema, name) for schema, name in pre["proven"]} - since
 
 
+def _reassert_pause(ctx: StepContext) -> None:
+    """read_only does not survive a source restart: a source restarted after step 9 takes writes again,
+    and the head never holds still. Put the pause back; what was written meanwhile streams and applies."""
+    if not ctx.config.cutover.read_only:
+        return
+    with ctx.source() as s:
+        writable = str(s.variable("read_only")).upper() in ("OFF", "0")
+    if writable:
+        ctx.log.warning("writes.pause_lost", why="the source is writable again (restarted?); read_only set again")
+        ctx.journal.event("writes.pause_reasserted", NUMBER)
+        ctx.platform.set_source_read_only(True)
+
+
 def run(ctx: StepContext) -> dict[str, Any]:
+    _reassert_pause(ctx)
     last: list[SyncStatus] = []
 
     def at_head() -> bool:

@@ -53,8 +53,10 @@ def build_template(path: Path) -> Path:
     marker = path / ".template-ready"
     if marker.exists():
         return path
-    if path.exists():
-        shutil.rmtree(path)
+    # Build aside and rename into place: a build killed half-way (kill -9 of the orchestrator) leaves its
+    # mariadb-install-db still writing into its directory, which can then be neither reused nor removed.
+    final, path = path, path.parent / f"{path.name}.build-{os.getpid()}"
+    shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True)
     install_db = find_binary("mariadb-install-db", "mysql_install_db")
     tmp = path.parent / (path.name + ".tmp")
@@ -73,8 +75,12 @@ def build_template(path: Path) -> Path:
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise EnvironmentProblem(f"mariadb-install-db failed: {proc.stderr.strip()[-800:]}")
-    marker.write_text("ok\n")
-    return path
+    (path / marker.name).write_text("ok\n")
+    if final.exists():  # an unfinished build from a dead process: set it aside, never reuse it
+        final.rename(final.parent / f"{final.name}.stale-{os.getpid()}-{time.monotonic_ns()}")
+    path.rename(final)
+    shutil.rmtree(tmp, ignore_errors=True)
+    return final
 
 
 @dataclass

@@ -36,7 +36,7 @@ WEIGHTS = {
 
 
 def schedule(trials: int, seed: int, kinds: list[str] | None) -> list[tuple[str, int, dict[str, Any]]]:
-    rng = random.Random(seed)  # noqa: S311 - reproducible schedule
+    rng = random.Random(seed)
     names = kinds or list(WEIGHTS)
     weights = [WEIGHTS[k] for k in names]
     out: list[tuple[str, int, dict[str, Any]]] = []
@@ -56,11 +56,31 @@ def _one(kind: str, seed: int, params: dict[str, Any], root: str, template: str)
         return TrialResult(kind, seed, True, [], 0, 0, 0.0, [f"skipped: {why}"])
     tmp = Path(tempfile.mkdtemp(prefix=f"{kind}-{seed}-", dir=root))
     factory = ServerFactory(tmp, Path(template))
+    result = None
     try:
-        return run_trial(kind, seed, factory, tmp, **params)
+        result = run_trial(kind, seed, factory, tmp, **params)
+        return result
     finally:
         factory.close()
-        shutil.rmtree(tmp, ignore_errors=True)
+        if result is not None and result.ok:
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:  # kept for the post-mortem: journal, migrator.log, servers' error logs
+            print(f"kept {tmp}", flush=True)
+
+
+def _isolate_credentials(seed: int) -> None:
+    """Give this campaign's servers an admin password of their own.
+
+    Other test runs on the machine use tests/conftest.py's password; when one of them restarts a server
+    whose port one of ours took meanwhile, its clients would otherwise log in to our server and write
+    there (seen: chunk ranges deleted from a campaign's target). With another password they cannot.
+    """
+    import tests.conftest
+    import tests.harness
+
+    password = f"campaign-{seed}-{random.randrange(10**9)}-Pw"
+    tests.conftest.ADMIN_PASSWORD = password  # read at call time by add_admin and admin_endpoint
+    tests.harness.ADMIN_PASSWORD = password  # type: ignore[attr-defined]  # make_sandbox's config
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,14 +91,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kind", action="append", choices=sorted(WEIGHTS), help="only these kinds")
     parser.add_argument("--exact", action="store_true", help="--seed is the trial's own seed (replay)")
     parser.add_argument("--workdir", default=None, help="where sandboxes go (default: a temp dir)")
+    parser.add_argument("--max-minutes", type=float, default=None,
+                        help="start no new trial after this long; the summary covers the trials run")
     args = parser.parse_args(argv)
     seed = args.seed if args.seed is not None else random.randrange(1, 10**6)
     if args.exact:
         if not args.kind or len(args.kind) != 1:
             parser.error("--exact needs exactly one --kind")
-        plan = [(args.kind[0], seed, {}) for _ in range(args.trials)]
+        plan: list[tuple[str, int, dict[str, Any]]] = [(args.kind[0], seed, {}) for _ in range(args.trials)]
     else:
         plan = schedule(args.trials, seed, args.kind)
+    _isolate_credentials(seed)
     root = Path(args.workdir or tempfile.mkdtemp(prefix="fault-campaign-"))
     root.mkdir(parents=True, exist_ok=True)
     template = root / "template"
@@ -92,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
         queue = list(plan)
         running: set[Future[Any]] = set()
         while queue or running:
+            if args.max_minutes is not None and time.monotonic() - started > args.max_minutes * 60 and queue:
+                print(f"time budget spent: {len(queue)} trials not started", flush=True)
+                queue.clear()
             while queue and len(running) < args.jobs:
                 kind, trial_seed, params = queue.pop(0)
                 running.add(pool.submit(_one, kind, trial_seed, params, str(root), str(template)))

@@ -32,7 +32,7 @@ from tests.harness import Sandbox, make_sandbox, stop_local_replicas
 LEDGER = "shop.ledger"
 # The fact each done step must have left in the journal (the brief's journal invariant).
 FACT_OF_STEP = {3: "snapshot", 6: "copy", 10: "verification", 14: "write_pause_seconds"}
-RUN_TIMEOUT = 300.0
+RUN_TIMEOUT = 150.0  # a healthy `run` here takes ~10 s; a hang must not eat the CI budget
 
 
 # --- servers outside pytest (the campaign script) ----------------------------------------------
@@ -104,6 +104,13 @@ def journal_problems(journal: Path) -> list[str]:
     for number, fact in FACT_OF_STEP.items():
         if status.get(number) == "done" and fact not in facts:
             problems.append(f"step {number} done without its fact {fact!r}")
+    from steps import STEPS
+
+    for step in STEPS:  # a step whose predecessors are all done must find the facts it needs
+        ready = all(status.get(n) in ("done", "skipped") for n in range(1, step.NUMBER))
+        missing = [key for key in step.NEEDS if key not in facts]
+        if status and ready and missing:
+            problems.append(f"step {step.NUMBER} is next but the journal lacks {missing}")
     if status.get(6) == "done" and chunks[0] != chunks[1]:
         problems.append(f"step 6 done with {chunks[1]}/{chunks[0]} chunks done")
     return problems
@@ -138,6 +145,12 @@ class RunRecord:
     env: dict[str, str]
     stderr_tail: str
     killed_by: str = ""  # what killed it from outside, if anything
+
+    @property
+    def error(self) -> str:
+        """The CLI's own `error:`/`hint:` lines, else the end of stderr."""
+        lines = [line for line in self.stderr_tail.splitlines() if line.startswith(("error:", "  hint:"))]
+        return " / ".join(lines)[:900] if lines else self.stderr_tail[-600:]
 
 
 @dataclass
@@ -198,7 +211,7 @@ class World:
             record = self.run()
             if record.rc == EXIT_OK:
                 return record
-        self.problems.append(f"no successful run after {max_runs} resumes: {self.runs[-1].stderr_tail[-800:]}")
+        self.problems.append(f"no successful run after {max_runs} resumes: {self.runs[-1].error}")
         return self.runs[-1]
 
     def wait_for_step(
@@ -302,7 +315,8 @@ def _replace_port(text: str, section: str, old: int, new: int) -> str:
             current = line.strip("[] ")
         if current == section and line.startswith("port = "):
             assert line == f"port = {old}", line
-            line = f"port = {new}"
+            out.append(f"port = {new}")
+            continue
         out.append(line)
     return "\n".join(out) + "\n"
 
