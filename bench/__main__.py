@@ -37,7 +37,7 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--verify-workers", type=int, default=2, help="our verify workers (sync.checksum_workers)")
     p.add_argument("--peer-threads", type=int, default=4, help="mydumper/myloader threads")
     p.add_argument("--apply-tx", type=int, default=0, help="apply workload transactions (default: 50 per MB, >= 2000)")
-    p.add_argument("--row-path", choices=("auto", "always", "never"), default="auto", help=argparse.SUPPRESS)
+    p.add_argument("--method", choices=("auto", "load-data", "dump", "rows"), default="auto", help="our copy method")
     p.add_argument("--ours-only", action="store_true", help="skip the peers (quick iterations on ours)")
     p.add_argument("--only", default="copy,apply,verify", help="comma-separated sections to run")
     p.add_argument("--work-dir", type=Path, default=None, help="where servers live (default: a temp dir, removed)")
@@ -78,11 +78,13 @@ def main(argv: list[str] | None = None) -> int:
         )
         kept_target = None
         if "copy" in sections:
-            kept_target = _copy_section(args, farm, source, data_mb, secrets, work, rows)
+            kept_target = _copy_section(args, farm, source, data_mb=data_mb, secrets=secrets, work=work, rows=rows)
         if "apply" in sections and load is not None:
-            _apply_section(args, farm, source, load, secrets, rows)
+            _apply_section(args, farm, source, load=load, secrets=secrets, rows=rows)
         if "verify" in sections:
-            _verify_section(args, farm, source, kept_target, total_rows, secrets, work, rows)
+            _verify_section(
+                args, farm, source, target=kept_target, total_rows=total_rows, secrets=secrets, work=work, rows=rows
+            )
         print(render(rows, header), flush=True)
         return 0
     finally:
@@ -91,10 +93,10 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(work, ignore_errors=True)
 
 
-def _copy_section(args, farm, source, data_mb, secrets, work, rows):  # type: ignore[no-untyped-def]
+def _copy_section(args, farm, source, *, data_mb, secrets, work, rows):  # type: ignore[no-untyped-def]
     src = endpoint(source)
     schemas = [dataset.SCHEMA]
-    options = {"row_path": args.row_path}
+    options = {"method": args.method}
     fresh = Row("copy", f"ours: step 6 (workers={args.workers})", True, data_mb, "MB/s")
     resumed = Row("copy", "ours: resume after kill -9 at half-way", True, data_mb, "MB/s",
                   note="time of the resumed run only")
@@ -115,15 +117,13 @@ def _copy_section(args, farm, source, data_mb, secrets, work, rows):  # type: ig
         fresh.tools_rss_mb.append(out.tools_rss_mb)
         fresh.note = f"{out.detail['chunks']} chunks"
         _say(f"copy run {run + 1}: ours {out.seconds:.2f} s")
-        if args.ours_only and args.runs == 1:
-            pass
         if kept is not None:
             farm.discard(kept)
         kept = target
         # ours, killed at half-way, then resumed
         with farm.fresh(f"copy-resume-{run}") as target:
             journal = work / f"journal-resume-{run}" / "journal.sqlite"
-            process, queue = ours.start_child(
+            process, _queue = ours.start_child(
                 ours.run_copy, src, endpoint(target), schemas, journal_path=journal, secrets_dir=secrets,
                 workers=args.workers, chunk_mb=args.chunk_mb, options=options)
             _kill_at_half(process, journal)
@@ -167,7 +167,7 @@ def _kill_at_half(process, journal: Path) -> None:  # type: ignore[no-untyped-de
     process.join()
 
 
-def _apply_section(args, farm, source, load, secrets, rows):  # type: ignore[no-untyped-def]
+def _apply_section(args, farm, source, *, load, secrets, rows):  # type: ignore[no-untyped-def]
     src = endpoint(source)
     tx = load.transactions
     mine = Row("apply", "ours: step 7 applier (exactly-once)", True, tx, "tx/s")
@@ -216,13 +216,13 @@ def _apply_section(args, farm, source, load, secrets, rows):  # type: ignore[no-
             _say(f"apply run {run + 1}: SQL thread x{threads or 1} {result.seconds:.2f} s")
 
 
-def _verify_section(args, farm, source, target, total_rows, secrets, work, rows):  # type: ignore[no-untyped-def]
+def _verify_section(args, farm, source, *, target, total_rows, secrets, work, rows):  # type: ignore[no-untyped-def]
     src = endpoint(source)
     if target is None:  # verify alone: copy once with ours to get an equal target
         target = farm.start("verify-target")
         ours.in_child(ours.run_copy, src, endpoint(target), [dataset.SCHEMA],
                       journal_path=work / "journal-verify" / "journal.sqlite", secrets_dir=secrets,
-                      workers=args.workers, chunk_mb=args.chunk_mb, options={"row_path": args.row_path})
+                      workers=args.workers, chunk_mb=args.chunk_mb, options={"method": args.method})
     mine = Row("verify", f"ours: step 10 compare_tables (workers={args.verify_workers})", True, total_rows, "rows/s",
                note="both servers, every row")
     pt = Row("verify", "pt-table-checksum (source only)", False, total_rows, "rows/s")

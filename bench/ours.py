@@ -39,7 +39,13 @@ def _peak_mb(who: int) -> float:
     return resource.getrusage(who).ru_maxrss / 1024.0  # KiB on Linux
 
 
+def _cpu(who: int) -> float:
+    usage = resource.getrusage(who)
+    return round(usage.ru_utime + usage.ru_stime, 2)
+
+
 def _outcome(seconds: float, detail: dict[str, Any]) -> Outcome:
+    detail = {**detail, "cpu_self": _cpu(resource.RUSAGE_SELF), "cpu_tools": _cpu(resource.RUSAGE_CHILDREN)}
     return Outcome(seconds, _peak_mb(resource.RUSAGE_SELF), _peak_mb(resource.RUSAGE_CHILDREN), detail)
 
 
@@ -118,8 +124,9 @@ def run_verify(source: Endpoint, target: Endpoint, schemas: list[str], *, worker
 
 
 def _child(queue: Any, fn: Callable[..., Outcome], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-    import structlog
     import logging
+
+    import structlog
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
     try:

@@ -26,7 +26,10 @@ class Row:
 
 def render(rows: list[Row], header: str) -> str:
     lines = [header, ""]
-    cols = f"{'section':8s} {'method':44s} {'median s':>9s} {'runs':>4s} {'throughput':>14s} {'vs ours':>8s} {'peak RSS':>16s}  note"
+    cols = (
+        f"{'section':8s} {'method':44s} {'median s':>9s} {'runs':>4s} {'throughput':>14s} {'vs ours':>8s}"
+        f" {'peak RSS':>16s}  note"
+    )
     lines += [cols, "-" * len(cols)]
     ours_by_section: dict[str, float] = {}
     for r in rows:  # the first "ours" row of a section is what the others compare with

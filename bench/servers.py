@@ -13,7 +13,7 @@ from migrator.platforms.local_server import LocalServer, build_template
 from migrator.secrets import Secret
 
 ADMIN_USER = "bench"
-ADMIN_PASSWORD = "bench-Secret#1"
+ADMIN_PASSWORD = "bench-Secret#1"  # noqa: S105 - throwaway servers on loopback
 
 
 def server_args(buffer_pool_mb: int) -> tuple[str, ...]:

@@ -89,4 +89,4 @@ def generate(source: LocalServer, session: MySQLSession, transactions: int, arch
 
 def _seq(gtid_pos: str) -> int:
     # "0-10-1234": this bench has one domain and one server
-    return int(gtid_pos.split("-")[-1]) if gtid_pos else 0
+    return int(gtid_pos.rsplit("-", maxsplit=1)[-1]) if gtid_pos else 0

@@ -18,7 +18,7 @@ from typing import Any
 
 import structlog
 
-from migrator.mysql.schema import TableInfo
+from migrator.mysql.schema import TableInfo, deferred_indexes
 from migrator.mysql.session import MySQLSession, quote_identifier
 
 log = structlog.get_logger()
@@ -194,6 +194,9 @@ class Chunk:
     key_columns: tuple[str, ...]
     lower: Key | None  # inclusive; None = open
     upper: Key | None  # exclusive; None = open
+    # "rows": copy the key range; "indexes": add the table's deferred secondary indexes, after every
+    # rows chunk of the table is done (see schema.split_deferred_indexes).
+    kind: str = "rows"
 
     def chunk_id(self) -> str:
         """Stable id: table, position, and a digest of the bounds.
@@ -205,18 +208,21 @@ class Chunk:
         return f"{self.schema}.{self.table}#{self.index:06d}-{digest}"
 
     def to_json(self) -> str:
-        return json.dumps(
-            {
-                "schema": self.schema,
-                "table": self.table,
-                "index": self.index,
-                "key_columns": list(self.key_columns),
-                "lower": _encode_key(self.lower),
-                "upper": _encode_key(self.upper),
-            },
-            sort_keys=True,
-            ensure_ascii=False,
-        )
+        data: dict[str, Any] = {
+            "schema": self.schema,
+            "table": self.table,
+            "index": self.index,
+            "key_columns": list(self.key_columns),
+            "lower": _encode_key(self.lower),
+            "upper": _encode_key(self.upper),
+        }
+        if self.kind != "rows":  # absent for rows chunks: their ids stay what older journals hold
+            data["kind"] = self.kind
+        return json.dumps(data, sort_keys=True, ensure_ascii=False)
+
+    @property
+    def is_indexes(self) -> bool:
+        return self.kind == "indexes"
 
     @classmethod
     def from_json(cls, text: str) -> Chunk:
@@ -228,6 +234,7 @@ class Chunk:
             key_columns=tuple(data["key_columns"]),
             lower=_decode_key(data["lower"]),
             upper=_decode_key(data["upper"]),
+            kind=str(data.get("kind", "rows")),
         )
 
     @property
@@ -241,6 +248,8 @@ class Chunk:
         return range_predicate(self.key_columns, self.lower, self.upper, escape)
 
     def describe_range(self) -> str:
+        if self.is_indexes:
+            return "(its secondary indexes, added after the rows)"
         if not self.key_columns:
             return "whole table (no usable key)"
         return f"({', '.join(self.key_columns)}) in {format_range(self.lower, self.upper)}"
@@ -263,13 +272,23 @@ def rows_per_chunk_for(session: MySQLSession, table: TableInfo, chunk_bytes: int
     return max(MIN_ROWS_PER_CHUNK, chunk_bytes // estimated_row_bytes(session, table))
 
 
-def plan_chunks(session: MySQLSession, table: TableInfo, chunk_bytes: int) -> list[Chunk]:
-    """Chunks of about ``chunk_bytes`` each, by the row-size estimate; one chunk without a usable key."""
+def plan_chunks(
+    session: MySQLSession, table: TableInfo, chunk_bytes: int, *, with_indexes: bool = True
+) -> list[Chunk]:
+    """Chunks of about ``chunk_bytes`` each, by the row-size estimate; one chunk without a usable key.
+
+    ``with_indexes`` (pair it with copy_schema(defer_indexes=True), both defaults) appends the
+    chunk that adds the table's deferred secondary indexes, when it has any.
+    """
     if chunk_bytes <= 0:
         raise ValueError("chunk_bytes must be positive")
     if not table.key_is_range_safe:
-        return [_whole_table(table)]
-    return plan_chunks_by_rows(session, table, rows_per_chunk_for(session, table, chunk_bytes))
+        chunks = [_whole_table(table)]
+    else:
+        chunks = plan_chunks_by_rows(session, table, rows_per_chunk_for(session, table, chunk_bytes))
+    if with_indexes and deferred_indexes(session, table):
+        chunks.append(Chunk(table.schema, table.name, len(chunks), (), None, None, kind="indexes"))
+    return chunks
 
 
 def _whole_table(table: TableInfo) -> Chunk:
@@ -315,3 +334,4 @@ def plan_chunks_by_rows(session: MySQLSession, table: TableInfo, rows_per_chunk:
         "chunking.planned", table=table.qualified_name, chunks=len(chunks), rows_per_chunk=rows_per_chunk
     )
     return chunks
+

@@ -47,6 +47,7 @@ def connect(
     read_timeout: float | None = None,
     multi_statements: bool = False,
     opportunistic_tls: bool = False,
+    local_infile: bool = False,
 ) -> Connection:
     """TLS is what the endpoint says: verified when configured, off when not.
 
@@ -68,6 +69,7 @@ def connect(
         ssl=_ssl_context(endpoint),
         client_flag=CLIENT.MULTI_STATEMENTS if multi_statements else 0,
         ssl_disabled=endpoint.tls is None and not opportunistic_tls,
+        local_infile=local_infile,  # the copy's LOAD DATA LOCAL sessions only
     )
 
 

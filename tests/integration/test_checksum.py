@@ -152,7 +152,7 @@ def test_float_precision_lost_by_the_dump_is_detected(make_server: MakeServer, t
             workers=1,
             ledger=MemoryLedger(),
             secrets_dir=tmp_path,
-            row_path="never",  # the plain dump pipe, which loses FLOAT digits
+            method="dump",  # the plain dump pipe, which loses FLOAT digits
         )
         copier.copy(plan_chunks(snap, table, 1024))
         # Text reads cannot tell the two apart (both show 1.23457) ...

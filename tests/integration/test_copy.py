@@ -222,7 +222,11 @@ def test_chunks_tile_each_table(sessions: tuple[MySQLSession, MySQLSession]) -> 
     orders = next(t for t in base_tables(snap, ["shop"]) if t.name == "orders")
     by_bytes = plan_chunks(snap, orders, 64 * 1024)
     assert 5 < len(by_bytes) < 400  # ~20k rows of a few hundred bytes each
-    assert plan_chunks(snap, orders, 10**12) == [Chunk("shop", "orders", 0, ("id",), None, None)]
+    assert plan_chunks(snap, orders, 10**12) == [
+        Chunk("shop", "orders", 0, ("id",), None, None),
+        Chunk("shop", "orders", 1, (), None, None, kind="indexes"),  # by_customer, after the rows
+    ]
+    assert plan_chunks(snap, orders, 10**12, with_indexes=False) == [Chunk("shop", "orders", 0, ("id",), None, None)]
 
 
 def test_copy_schema_is_idempotent_and_refuses_a_different_table(
@@ -260,7 +264,7 @@ def test_parallel_copy_of_the_rich_dataset(
     expected = sum(row_counts(snap, tables).values())
     assert report.rows == expected
     assert report.chunks_done == len(chunks) and report.chunks_skipped == 0
-    assert report.bytes > 4_000_000  # SQL text of ~33k rows, blobs in hex
+    assert report.bytes > 2_000_000  # text of ~33k rows, blobs in hex
     assert set(ledger.done) == {c.chunk_id() for c in chunks}
     assert sum(rows for rows, _ in ledger.done.values()) == expected
     assert progress[-1].chunks_done == len(chunks) and progress[-1].fraction == 1.0
@@ -361,7 +365,8 @@ def test_loader_killed_mid_chunk_rolls_back_and_the_rerun_completes(
         while time.monotonic() < deadline and not killed:
             # Kill the loader once it is inserting rows, so its transaction is open mid-stream.
             inserting = tgt_watch.value(
-                "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE 'INSERT INTO `big`%'"
+                "SELECT COUNT(*) FROM information_schema.PROCESSLIST"
+                " WHERE INFO LIKE 'INSERT INTO `big`%' OR INFO LIKE 'LOAD DATA %`big`%'"
             )
             pids = _children("mariadb")
             if pids and inserting:
@@ -402,7 +407,9 @@ def test_a_failing_load_names_the_table_range_and_tool_error(
         copier_for(pair, tmp_path, ledger).copy(chunks)
     message = str(failure.value)
     assert "shop.tags (name) in [" in message
-    assert "ERROR 1136" in message and "Column count" in message
+    assert ("ERROR 1136" in message and "Column count" in message) or (
+        "ERROR 1054" in message and "uses" in message  # the LOAD DATA path names the column
+    )
     assert ledger.done == {}
     assert "admin-Secret#1" not in message
 
@@ -510,7 +517,7 @@ def test_float_columns_copy_exactly_with_equal_checksums(make_server: MakeServer
         chunks = plan_chunks_by_rows(snap, table, 700)
         assert len(chunks) == 5
         copier = copier_for((snapshot, target), tmp_path, MemoryLedger())
-        assert all(copier.uses_row_path(c) for c in chunks)
+        assert copier.method == "auto"
         report = copier.copy(chunks)
         assert report.rows == 3003
         assert snap.rows("SELECT id, CAST(lossy AS DOUBLE), CAST(big AS DOUBLE) FROM f.t ORDER BY id") == tgt.rows(
@@ -521,3 +528,4 @@ def test_float_columns_copy_exactly_with_equal_checksums(make_server: MakeServer
     verify = compare_tables(admin_endpoint(snapshot), admin_endpoint(target), [table], chunk_rows=1000)
     assert verify.ok, verify.summary()
     assert_same_rows(snapshot, target, [table])
+
