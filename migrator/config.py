@@ -409,6 +409,8 @@ def parse(data: Mapping[str, Any], file: Path) -> Config:
         endpoint_url=d.get("endpoint_url", str),
         resolvers=d.strings("resolvers"),
     )
+    if dns.resolvers and dns.provider != "route53":
+        raise ConfigError(f"{file}: dns.resolvers confirms a Route53 change; the {dns.provider} provider has none")
     if dns.provider == "route53" and not dns.hosted_zone_id:
         raise ConfigError(f"{file}: dns.hosted_zone_id is required with provider = 'route53'")
     d.finish()

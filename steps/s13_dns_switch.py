@@ -19,7 +19,8 @@ def describe(config: Config) -> str:
         if config.dns.provider == "route53"
         else "rewrite the local record"
     )
-    return f"point {config.dns.record} at {config.dns.target_value} (TTL {config.dns.ttl} s): {how}"
+    confirm = f"; confirm through resolvers {', '.join(config.dns.resolvers)}" if config.dns.resolvers else ""
+    return f"point {config.dns.record} at {config.dns.target_value} (TTL {config.dns.ttl} s): {how}{confirm}"
 
 
 def check(ctx: StepContext) -> Check:
@@ -44,5 +45,21 @@ def run(ctx: StepContext) -> dict[str, Any]:
         interval=1.0,
         what=f"the DNS change {change} to be in sync",
     )
+    if cfg.resolvers:
+        from migrator.dns.resolvers import disagreeing
+
+        last: list[dict[str, set[str]]] = []
+
+        def resolvers_agree() -> bool:
+            last[:] = [disagreeing(cfg.resolvers, cfg.record, cfg.record_type, cfg.target_value)]
+            return not last[0]
+
+        ctx.wait(
+            "resolvers",
+            resolvers_agree,
+            timeout=max(60, 2 * cfg.ttl + 30),
+            interval=1.0,
+            what=f"the resolvers {', '.join(cfg.resolvers)} to answer {cfg.target_value} for {cfg.record}",
+        )
     ctx.log.info("dns.switched", record=cfg.record, value=cfg.target_value)
     return {"dns_switch_change": change, "switched_at": ctx.clock.now()}

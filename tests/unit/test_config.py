@@ -103,6 +103,7 @@ def test_fingerprint_changes_with_target_not_with_password(
             "dns.hosted_zone_id is required",
         ),
         (lambda t: t.replace("[dns]\n", ""), "section [dns] is required"),
+        (lambda t: t + 'resolvers = ["10.0.0.2"]\n', "dns.resolvers confirms a Route53 change"),
         (lambda t: t + "\nthis is = not toml [", "invalid TOML"),
     ],
 )
