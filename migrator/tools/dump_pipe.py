@@ -383,7 +383,8 @@ class ChunkCopier:
             chunk.table,
         ]
 
-    def load_argv(self, defaults: Path, chunk: Chunk) -> list[str]:
+    def _client_argv(self, defaults: Path) -> list[str]:
+        """The mysql client with credentials from the defaults file (first option), batch mode."""
         return [
             *self._prefix,
             self._client_tool,
@@ -391,6 +392,11 @@ class ChunkCopier:
             "--default-character-set=utf8mb4",
             f"--max-allowed-packet={MAX_ALLOWED_PACKET}",
             "--batch",
+        ]
+
+    def load_argv(self, defaults: Path, chunk: Chunk) -> list[str]:
+        return [
+            *self._client_argv(defaults),
             *(["--init-command=SET SESSION sql_log_bin=0"] if self._binlog_off else []),
             chunk.schema,
         ]
@@ -466,12 +472,7 @@ class ChunkCopier:
         table = self._table(chunk)
         columns = ", ".join(tsv_select_columns(table))
         return [
-            *self._prefix,
-            self._client_tool,
-            f"--defaults-extra-file={defaults}",
-            "--default-character-set=utf8mb4",
-            f"--max-allowed-packet={MAX_ALLOWED_PACKET}",
-            "--batch",
+            *self._client_argv(defaults),
             "--skip-column-names",
             "--quick",
             f"--init-command=SET SESSION time_zone='{SESSION_TIME_ZONE}'",
