@@ -90,6 +90,9 @@ def run(ctx: StepContext) -> dict[str, Any]:
         # Each attempt deletes and reloads the chunk: cheap. Two were too few for a network that
         # resets twice within a minute (the fault suite's net-cut trials).
         attempts=5,
+        # A chunk that takes this long is stuck, not slow (a target out of disk waits forever for space):
+        # stop with a message instead of hanging; the resume reloads the chunk.
+        chunk_timeout=max(300.0, cfg.copy.chunk_mb * 30.0),
     )
     report = copier.copy(plan)
     progress: dict[str, float] = dict(ctx.journal.copy_progress())

@@ -409,6 +409,9 @@ class ChunkCopier:
             # UTC like the dump's own session; no FK actions while we clear a range we reload.
             session.execute("SET SESSION time_zone = %s", (SESSION_TIME_ZONE,))
             session.execute("SET SESSION foreign_key_checks = 0")
+            if self.chunk_timeout is not None:
+                # Bound waits for locks (a range DELETE behind a stuck load) as the pipe is bounded.
+                session.execute("SET SESSION lock_wait_timeout = %s", (max(1, int(self.chunk_timeout)),))
             if self._binlog_off:
                 session.execute("SET SESSION sql_log_bin = 0")
             self._local.session = session
@@ -537,7 +540,11 @@ class ChunkCopier:
                     timer.cancel()
         timed_out = deadline is not None and select_rc < 0 and self.monotonic() >= deadline
         if timed_out:
-            raise ChunkCopyFailed(chunk, f"timed out after {self.chunk_timeout} s")
+            raise ChunkCopyFailed(
+                chunk,
+                f"timed out after {self.chunk_timeout} s: the target may be stalled (a full disk makes the "
+                "server wait for space); see SHOW PROCESSLIST on the target, then `migrator run` resumes the copy",
+            )
         client = Path(self._client_tool).name
         if load_error is not None:
             if is_transient(load_error) and select_rc == 0:
@@ -577,9 +584,7 @@ class ChunkCopier:
             batch: list[bytes] = []
             size = 0
             with source.conn.cursor(pymysql.cursors.SSCursor) as cur:
-                cur.execute(
-                    f"SELECT {row_tuple_sql(table)} FROM {table.sql_name} WHERE {chunk.where_sql()}"
-                )
+                cur.execute(f"SELECT {row_tuple_sql(table)} FROM {table.sql_name} WHERE {chunk.where_sql()}")
                 while rows := cur.fetchmany(ROW_FETCH):
                     for (text,) in rows:
                         if text is None:
@@ -677,7 +682,11 @@ class ChunkCopier:
                 raise
             dump_text, load_text = _tail(dump_err), _tail(load_err)
         if timed_out:
-            raise ChunkCopyFailed(chunk, f"timed out after {self.chunk_timeout} s")
+            raise ChunkCopyFailed(
+                chunk,
+                f"timed out after {self.chunk_timeout} s: the target may be stalled (a full disk makes the "
+                "server wait for space); see SHOW PROCESSLIST on the target, then `migrator run` resumes the copy",
+            )
         if dump_rc != 0 or load_rc != 0:
             parts = []
             if dump_rc != 0:
@@ -759,7 +768,11 @@ class ChunkCopier:
             self._binlog_off = self._probe_binlog_off()
             self._local_infile = self._probe_local_infile()
         self.log.info(
-            "copy.start", chunks=len(chunks), skipped=skipped, workers=self.workers, target_binlog=not self._binlog_off
+            "copy.start",
+            chunks=len(chunks),
+            skipped=skipped,
+            workers=self.workers,
+            target_binlog=not self._binlog_off,
         )
 
         def progress() -> None:
@@ -830,7 +843,9 @@ class ChunkCopier:
                     self._sessions.clear()
         seconds = self.monotonic() - started
         if failure is None and queue:  # cannot happen: an index chunk waits only on rows chunks
-            failure = StepFailed(f"copy stopped with {len(queue)} chunks not runnable: {queue[-1].chunk_id()}")
+            failure = StepFailed(
+                f"copy stopped with {len(queue)} chunks not runnable: {queue[-1].chunk_id()}"
+            )
         if failure is not None:
             self.log.error("copy.failed", chunks_done=done, error=str(failure))
             raise failure

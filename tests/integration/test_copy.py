@@ -226,7 +226,9 @@ def test_chunks_tile_each_table(sessions: tuple[MySQLSession, MySQLSession]) -> 
         Chunk("shop", "orders", 0, ("id",), None, None),
         Chunk("shop", "orders", 1, (), None, None, kind="indexes"),  # by_customer, after the rows
     ]
-    assert plan_chunks(snap, orders, 10**12, with_indexes=False) == [Chunk("shop", "orders", 0, ("id",), None, None)]
+    assert plan_chunks(snap, orders, 10**12, with_indexes=False) == [
+        Chunk("shop", "orders", 0, ("id",), None, None)
+    ]
 
 
 def test_copy_schema_is_idempotent_and_refuses_a_different_table(
@@ -520,12 +522,46 @@ def test_float_columns_copy_exactly_with_equal_checksums(make_server: MakeServer
         assert copier.method == "auto"
         report = copier.copy(chunks)
         assert report.rows == 3003
-        assert snap.rows("SELECT id, CAST(lossy AS DOUBLE), CAST(big AS DOUBLE) FROM f.t ORDER BY id") == tgt.rows(
+        assert snap.rows(
             "SELECT id, CAST(lossy AS DOUBLE), CAST(big AS DOUBLE) FROM f.t ORDER BY id"
-        )
+        ) == tgt.rows("SELECT id, CAST(lossy AS DOUBLE), CAST(big AS DOUBLE) FROM f.t ORDER BY id")
         assert tgt.value("SELECT CAST(lossy AS DOUBLE) FROM f.t WHERE id = 1") == 1.2345677614212036
         assert tgt.value("SELECT ST_AsText(g) FROM f.t WHERE id = 1") == "POINT(1.5 -2.25)"
     verify = compare_tables(admin_endpoint(snapshot), admin_endpoint(target), [table], chunk_rows=1000)
     assert verify.ok, verify.summary()
     assert_same_rows(snapshot, target, [table])
 
+
+def test_a_stuck_chunk_stops_with_a_diagnosis_instead_of_hanging(
+    make_server: MakeServer, tmp_path: Path
+) -> None:
+    """A target that never finishes a load (here: a table lock; in life: a full disk) fails the chunk."""
+    snapshot, target = make_server("snapshot", 1), make_server("target", 2)
+    snapshot.execute(
+        "CREATE DATABASE d",
+        "CREATE TABLE d.t (id INT PRIMARY KEY, v VARCHAR(10))",
+        "INSERT INTO d.t VALUES (1, 'a'), (2, 'b')",
+    )
+    target.execute("CREATE DATABASE d", "CREATE TABLE d.t (id INT PRIMARY KEY, v VARCHAR(10))")
+    blocker = target.root()
+    with blocker.cursor() as cur:
+        cur.execute("LOCK TABLES d.t WRITE")  # held for the whole test: every load waits behind it
+    try:
+        with MySQLSession(admin_endpoint(snapshot)) as s:
+            tables = base_tables(s, ["d"])
+            chunks = plan_all(s, tables, 1 << 20)
+        copier = copier_for(
+            (snapshot, target),
+            tmp_path,
+            MemoryLedger(),
+            workers=1,
+            attempts=1,
+            chunk_timeout=2.0,
+            method="dump",
+        )
+        started = time.monotonic()
+        with pytest.raises(ChunkCopyFailed, match=r"d\.t .*(Lock wait timeout|timed out after 2.0 s)"):
+            copier.copy([c for c in chunks if not c.is_indexes])
+        assert time.monotonic() - started < 60
+    finally:
+        blocker.close()
