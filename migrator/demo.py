@@ -155,10 +155,16 @@ def run_demo(config_path: Path, *, scale: int = 1, rate: float = 50.0, keep: boo
             run_migration(config, log=log, argv=["migrator", "demo"])
         except MigratorError as exc:
             report.error = str(exc)
-        # Keep writing a moment after the cut-over: those writes must land on the target.
-        deadline = time.monotonic() + 3
-        while time.monotonic() < deadline:
-            time.sleep(0.1)
+        # Keep writing after the cut-over until the target has acknowledged some writes: those must land
+        # on the target (the verdict below checks them). Bounded, in case the cut-over did not happen.
+        if report.error is None:
+            served = workload.stats().ok_by_server
+            before = served.get(config.dns.target_value, 0)
+            deadline = time.monotonic() + 10
+            while workload.stats().ok_by_server.get(config.dns.target_value, 0) < before + 50:
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
         workload.stop()
         ro = Journal.open_readonly(config.journal_path)
         report.facts = ro.facts()

@@ -66,9 +66,10 @@ class Ctx:
 # --- kinds ---------------------------------------------------------------------------------
 def boundary(c: Ctx) -> None:
     """SIGKILL at step boundaries (the engine's crash points), resuming between kills."""
-    points: list[str] = list(c.params.get("points") or sorted(
-        c.rng.sample(ALL_BOUNDARIES, c.params.get("count", 3)), key=ALL_BOUNDARIES.index
-    ))
+    points: list[str] = list(
+        c.params.get("points")
+        or sorted(c.rng.sample(ALL_BOUNDARIES, c.params.get("count", 3)), key=ALL_BOUNDARIES.index)
+    )
     for point in points:
         c.expect_killed({"MIGRATOR_CRASH_AT": point})
     c.w.finish()
@@ -180,55 +181,45 @@ def net_down(c: Ctx) -> None:
     c.w.notes.append(f"down: rc {record.rc} after {record.seconds:.0f}s; {record.killed_by}; {record.error}")
     port = proxy.port
     if record.rc != EXIT_STEP_FAILED:
-        c.w.problems.append(f"past the budget expected rc 1, got {record.rc} ({record.killed_by}): "
-                            f"{record.error}")
+        c.w.problems.append(
+            f"past the budget expected rc 1, got {record.rc} ({record.killed_by}): {record.error}"
+        )
     elif f":{port}" not in record.error or "retry budget" not in record.error:
-        c.w.problems.append(f"the stop does not say the budget is spent and name the server :{port}: {record.error}")
+        c.w.problems.append(
+            f"the stop does not say the budget is spent and name the server :{port}: {record.error}"
+        )
+    c.w.finish()
+
+
+def _restart_server(c: Ctx, which: str, step: int, jitter: float) -> None:
+    """Stop and start ``which`` server a seeded moment into ``step``; the run must recover by itself."""
+    server = c.w.box.source if which == "source" else c.w.box.target
+
+    def driver(proc: subprocess.Popen[str]) -> str:
+        if not c.w.wait_for_step(proc, step):
+            return ""
+        time.sleep(c.rng.uniform(0, jitter))  # seeded fault timing, not a wait for a condition
+        server.stop()
+        time.sleep(c.rng.uniform(0, 1.0))
+        server.start()
+        c.faults += 1
+        return f"{which} restarted in step {step}"
+
+    record = c.w.run_with(driver)
+    c.w.notes.append(f"restart run: rc {record.rc}")
+    if record.rc != EXIT_OK:
+        c.w.problems.append(f"a {which} restart stopped the run (rc {record.rc}): {record.error}")
     c.w.finish()
 
 
 def source_restart(c: Ctx) -> None:
     """Restart the source (clean shutdown) while binlogs stream; the streamer must pick up the new file."""
-    step = c.params.get("step") or c.rng.choice([6, 8])
-    source = c.w.box.source
-
-    def driver(proc: subprocess.Popen[str]) -> str:
-        if not c.w.wait_for_step(proc, step):
-            return ""
-        time.sleep(c.rng.uniform(0, 0.3))
-        source.stop()
-        time.sleep(c.rng.uniform(0, 1.0))
-        source.start()
-        c.faults += 1
-        return f"source restarted in step {step}"
-
-    record = c.w.run_with(driver)
-    c.w.notes.append(f"restart run: rc {record.rc}")
-    if record.rc != EXIT_OK:
-        c.w.problems.append(f"a source restart stopped the run (rc {record.rc}): {record.error}")
-    c.w.finish()
+    _restart_server(c, "source", c.params.get("step") or c.rng.choice([6, 8]), jitter=0.3)
 
 
 def target_restart(c: Ctx) -> None:
     """Restart the target while the applier works (step 8 waits for it to catch up)."""
-    step = c.params.get("step", 8)
-    target = c.w.box.target
-
-    def driver(proc: subprocess.Popen[str]) -> str:
-        if not c.w.wait_for_step(proc, step):
-            return ""
-        time.sleep(c.rng.uniform(0, 0.1))
-        target.stop()
-        time.sleep(c.rng.uniform(0, 1.0))
-        target.start()
-        c.faults += 1
-        return f"target restarted in step {step}"
-
-    record = c.w.run_with(driver)
-    c.w.notes.append(f"restart run: rc {record.rc}")
-    if record.rc != EXIT_OK:
-        c.w.problems.append(f"a target restart stopped the run (rc {record.rc}): {record.error}")
-    c.w.finish()
+    _restart_server(c, "target", c.params.get("step", 8), jitter=0.1)
 
 
 def ddl_mid_stream(c: Ctx) -> None:
@@ -260,24 +251,28 @@ def ddl_mid_stream(c: Ctx) -> None:
     stopped = c.w.run()
     text = stopped.stderr_tail
     if stopped.rc != EXIT_STEP_FAILED or "running a DDL" not in text:
-        c.w.problems.append(f"after a kill around a DDL expected the operator stop, got rc {stopped.rc}: {text[-600:]}")
+        c.w.problems.append(
+            f"after a kill around a DDL expected the operator stop, got rc {stopped.rc}: {text[-600:]}"
+        )
         c.w.finish()
         return
     # Do what the message says: look at the target, then run the matching UPDATE it printed.
     conn = c.w.box.target.root()
     with conn.cursor() as cur:
-        cur.execute("SELECT COUNT(*) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA='hr' "
-                    "AND TABLE_NAME='departments' AND COLUMN_NAME='budget'")
+        cur.execute(
+            "SELECT COUNT(*) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA='hr' "
+            "AND TABLE_NAME='departments' AND COLUMN_NAME='budget'"
+        )
         took_effect = bool(cur.fetchone()[0])
     conn.close()
-    hint = text[text.index("hint:"):]
+    hint = text[text.index("hint:") :]
     took, not_took = hint.split("If it did:")[1].split("; if it did not:")
     found = re.search(r"UPDATE [^;(]*WHERE id=1", took if took_effect else not_took)
     if found is None:
         c.w.problems.append(f"no UPDATE for the operator in the hint: {hint[:600]}")
         return
     statement = found.group(0)
-    expected = (crash.startswith("apply.ddl.after_ddl"))
+    expected = crash.startswith("apply.ddl.after_ddl")
     if took_effect != expected:
         c.w.problems.append(f"{crash}: DDL took effect={took_effect}, expected {expected}")
     c.w.box.target.execute(statement)
@@ -312,8 +307,10 @@ def binlog_purged(c: Ctx) -> None:
         record = c.w.run()
         text = record.stderr_tail
         if record.rc != EXIT_STEP_FAILED or snapshot["file"] not in text or "retry-step 2" not in text:
-            c.w.problems.append(f"run {attempt} after the purge: rc {record.rc}, expected 1 naming "
-                                f"{snapshot['file']} and the remedy: {text[-600:]}")
+            c.w.problems.append(
+                f"run {attempt} after the purge: rc {record.rc}, expected 1 naming "
+                f"{snapshot['file']} and the remedy: {text[-600:]}"
+            )
     statuses = c.w.statuses()
     if statuses.get(5) != "failed" or any(statuses[n] != "pending" for n in range(6, 15)):
         c.w.problems.append(f"steps after the purge: {statuses}")
@@ -325,8 +322,10 @@ def binlog_purged(c: Ctx) -> None:
 def _target_schemas(w: World) -> list[tuple[Any, ...]]:
     conn = w.box.target.root()
     with conn.cursor() as cur:
-        cur.execute("SELECT TABLE_SCHEMA, TABLE_NAME, TABLE_ROWS FROM information_schema.TABLES "
-                    "WHERE TABLE_SCHEMA IN ('shop', 'hr', '_migrator') ORDER BY 1, 2")
+        cur.execute(
+            "SELECT TABLE_SCHEMA, TABLE_NAME, TABLE_ROWS FROM information_schema.TABLES "
+            "WHERE TABLE_SCHEMA IN ('shop', 'hr', '_migrator') ORDER BY 1, 2"
+        )
         rows = list(cur.fetchall())
     conn.close()
     return rows
@@ -380,8 +379,9 @@ STOPS = {"binlog-purged"}
 def _mount_small_tmpfs(tmp_path: Path, size: str) -> Path:
     mount = tmp_path / "servers" / "target"
     mount.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)], check=True,
-                   capture_output=True)
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)], check=True, capture_output=True
+    )
     return mount
 
 
@@ -396,9 +396,7 @@ def disk_full_unavailable() -> str | None:
     return None
 
 
-def run_trial(
-    kind: str, seed: int, make_server: MakeServer, tmp_path: Path, **params: Any
-) -> TrialResult:
+def run_trial(kind: str, seed: int, make_server: MakeServer, tmp_path: Path, **params: Any) -> TrialResult:
     rng = random.Random(seed)
     started = time.monotonic()
     options: dict[str, Any] = {}
@@ -420,8 +418,16 @@ def run_trial(
                     w.verify_outcome()
             except Exception:
                 w.problems.append("harness error: " + traceback.format_exc()[-1500:])
-            result = TrialResult(kind, seed, not w.problems, w.problems, ctx.faults, len(w.runs),
-                                 time.monotonic() - started, w.notes)
+            result = TrialResult(
+                kind,
+                seed,
+                not w.problems,
+                w.problems,
+                ctx.faults,
+                len(w.runs),
+                time.monotonic() - started,
+                w.notes,
+            )
     finally:
         if mount is not None:
             for server_dir in [mount]:
