@@ -3,6 +3,7 @@
 #
 #   bash scripts/bootstrap.sh demo [ARGS...]   # the embedded default: a whole migration on local servers
 #   bash scripts/bootstrap.sh test [ARGS...]   # ruff, mypy, then pytest (ARGS go to pytest)
+#   bash scripts/bootstrap.sh bench [ARGS...]  # bench/ against its peers (ARGS go to python -m bench)
 #
 # Installs what is missing (MariaDB server and client binaries, python3-venv) with apt as root or
 # through sudo, creates .venv, installs the package with its test extras when pyproject.toml
@@ -11,7 +12,7 @@
 set -euo pipefail
 
 usage() {
-  echo "usage: bash scripts/bootstrap.sh demo|test [ARGS...]" >&2
+  echo "usage: bash scripts/bootstrap.sh demo|test|bench [ARGS...]" >&2
   exit 2
 }
 
@@ -19,7 +20,7 @@ usage() {
 mode=$1
 shift
 case "$mode" in
-  demo | test) ;;
+  demo | test | bench) ;;
   *) usage ;;
 esac
 
@@ -79,6 +80,16 @@ elif ! have_any mariadb-dump mysqldump || ! have_any mariadb-binlog mysqlbinlog 
   apt_install mariadb-client
 fi
 
+# The benchmark's peers; without them it still runs and says which rows it skipped.
+if [ "$mode" = bench ]; then
+  peers=()
+  have_any mydumper && have_any myloader || peers+=(mydumper)
+  have_any pt-table-checksum || peers+=(percona-toolkit)
+  if [ ${#peers[@]} -gt 0 ]; then
+    apt_install "${peers[@]}" || say "could not install ${peers[*]}: the bench skips those peers"
+  fi
+fi
+
 python=$(find_python || true)
 if [ -z "$python" ]; then
   # Debian 12 and Ubuntu 24.04 ship 3.11+ as python3; Ubuntu 22.04 has it as python3.11.
@@ -127,5 +138,8 @@ case "$mode" in
     .venv/bin/mypy
     say "pytest"
     exec .venv/bin/python -m pytest -q "$@"
+    ;;
+  bench)
+    exec .venv/bin/python -m bench "$@"
     ;;
 esac

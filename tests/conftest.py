@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -10,6 +12,10 @@ import pytest
 from migrator.endpoint import Endpoint
 from migrator.platforms.local_server import LocalServer, build_template
 from migrator.secrets import Secret
+
+# A test's servers hold up to ~0.5 GB at once (passed tests' directories are removed, see
+# pyproject's tmp_path_retention_policy); below this, servers fail half-way with "table is full".
+MIN_FREE_BYTES = 2 * 1024**3
 
 ADMIN_USER = "admin"
 ADMIN_PASSWORD = "admin-Secret#1"
@@ -24,6 +30,17 @@ def add_admin(server: LocalServer) -> None:
         f"CREATE USER IF NOT EXISTS '{ADMIN_USER}'@'%' IDENTIFIED BY '{ADMIN_PASSWORD}'",
         f"GRANT ALL PRIVILEGES ON *.* TO '{ADMIN_USER}'@'%' WITH GRANT OPTION",
     )
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    base = session.config.option.basetemp or tempfile.gettempdir()
+    free = shutil.disk_usage(Path(base) if Path(base).exists() else tempfile.gettempdir()).free
+    if free < MIN_FREE_BYTES:
+        pytest.exit(
+            f"only {free / 1024**3:.1f} GiB free under {base}; the tests' throwaway servers need "
+            f"{MIN_FREE_BYTES / 1024**3:.0f} GiB: free some space or point --basetemp (or TMPDIR) elsewhere",
+            returncode=4,
+        )
 
 
 @pytest.fixture(scope="session")
