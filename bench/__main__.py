@@ -41,7 +41,15 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--ours-only", action="store_true", help="skip the peers (quick iterations on ours)")
     p.add_argument("--only", default="copy,apply,verify", help="comma-separated sections to run")
     p.add_argument("--work-dir", type=Path, default=None, help="where servers live (default: a temp dir, removed)")
-    return p.parse_args(argv)
+    p.add_argument("--reuse-source", action="store_true",
+                   help="with --work-dir: keep the source and its dataset for the next run, and reuse one left by "
+                        "an earlier run of the same --size-mb (copy and verify only)")
+    args = p.parse_args(argv)
+    if args.reuse_source and args.work_dir is None:
+        p.error("--reuse-source needs --work-dir")
+    if args.reuse_source and "apply" in args.only.split(","):
+        p.error("--reuse-source cannot rebuild the apply workload: add --only copy,verify")
+    return args
 
 
 def _say(text: str) -> None:
@@ -59,12 +67,20 @@ def main(argv: list[str] | None = None) -> int:
     farm = ServerFarm(work, buffer_pool_mb=pool)
     apply_tx = args.apply_tx or max(2000, int(args.size_mb * 50))
     rows: list[Row] = []
+    marker = work / "servers" / "source" / f".bench-dataset-{args.size_mb:g}"
+    reuse = args.reuse_source and marker.exists()
+    source = None
     try:
-        source = farm.start("source")
+        source = farm.start("source", reuse=reuse)
         src = endpoint(source)
         started = time.monotonic()
         with MySQLSession(src) as s:
-            counts = dataset.build(s, args.size_mb)
+            if reuse:
+                counts = dataset.counts(s)
+            else:
+                counts = dataset.build(s, args.size_mb)
+                if args.reuse_source:
+                    marker.write_text("built\n")
             data_mb = dataset.size_mb(s)
             _say(f"dataset: {sum(counts.values())} rows, {data_mb:.0f} MB in {time.monotonic() - started:.0f} s")
             started = time.monotonic()
@@ -88,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         print(render(rows, header), flush=True)
         return 0
     finally:
-        farm.close()
+        farm.close(keep=source if args.reuse_source else None)
         if args.work_dir is None:
             shutil.rmtree(work, ignore_errors=True)
 
@@ -109,7 +125,7 @@ def _copy_section(args, farm, source, *, data_mb, secrets, work, rows):  # type:
     for run in range(args.runs):
         # ours, fresh
         target = farm.start(f"copy-ours-{run}")
-        journal = work / f"journal-{run}" / "journal.sqlite"
+        journal = _fresh_journal(work / f"journal-{run}")
         out = ours.in_child(ours.run_copy, src, endpoint(target), schemas, journal_path=journal,
                             secrets_dir=secrets, workers=args.workers, chunk_mb=args.chunk_mb, options=options)
         fresh.seconds.append(out.seconds)
@@ -122,7 +138,7 @@ def _copy_section(args, farm, source, *, data_mb, secrets, work, rows):  # type:
         kept = target
         # ours, killed at half-way, then resumed
         with farm.fresh(f"copy-resume-{run}") as target:
-            journal = work / f"journal-resume-{run}" / "journal.sqlite"
+            journal = _fresh_journal(work / f"journal-resume-{run}")
             process, _queue = ours.start_child(
                 ours.run_copy, src, endpoint(target), schemas, journal_path=journal, secrets_dir=secrets,
                 workers=args.workers, chunk_mb=args.chunk_mb, options=options)
@@ -146,6 +162,12 @@ def _copy_section(args, farm, source, *, data_mb, secrets, work, rows):  # type:
                 mydumper.note = result.detail
                 _say(f"copy run {run + 1}: mydumper -> myloader {result.seconds:.2f} s")
     return kept
+
+
+def _fresh_journal(directory: Path) -> Path:
+    """A journal path with nothing in it: a reused --work-dir holds the last run's journals."""
+    shutil.rmtree(directory, ignore_errors=True)
+    return directory / "journal.sqlite"
 
 
 def _kill_at_half(process, journal: Path) -> None:  # type: ignore[no-untyped-def]
@@ -221,7 +243,7 @@ def _verify_section(args, farm, source, *, target, total_rows, secrets, work, ro
     if target is None:  # verify alone: copy once with ours to get an equal target
         target = farm.start("verify-target")
         ours.in_child(ours.run_copy, src, endpoint(target), [dataset.SCHEMA],
-                      journal_path=work / "journal-verify" / "journal.sqlite", secrets_dir=secrets,
+                      journal_path=_fresh_journal(work / "journal-verify"), secrets_dir=secrets,
                       workers=args.workers, chunk_mb=args.chunk_mb, options={"method": args.method})
     mine = Row("verify", f"ours: step 10 compare_tables (workers={args.verify_workers})", True, total_rows, "rows/s",
                note="both servers, every row")
@@ -241,7 +263,10 @@ def _verify_section(args, farm, source, *, target, total_rows, secrets, work, ro
             raise RuntimeError(f"our verify found {out.detail['mismatches']} differing ranges after our copy")
         mine.seconds.append(out.seconds)
         mine.rss_mb.append(out.rss_mb)
-        mine.note = f"both servers, every row; {out.detail['chunks']} chunks"
+        mine.note = (
+            f"both servers, every row; {out.detail['whole_tables']} tables by CHECKSUM TABLE, "
+            f"{out.detail['chunks']} chunks"
+        )
         _say(f"verify run {run + 1}: ours {out.seconds:.2f} s")
         if args.ours_only:
             continue

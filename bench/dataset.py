@@ -168,3 +168,8 @@ def size_mb(session: MySQLSession, schema: str = SCHEMA) -> float:
         (schema,),
     )
     return float(value) / 1e6
+
+
+def counts(session: MySQLSession) -> dict[str, int]:
+    """Rows per table of an existing ``benchdb`` (a reused source)."""
+    return {t: int(session.value(f"SELECT COUNT(*) FROM {SCHEMA}.{t}")) for t in _SHARES}

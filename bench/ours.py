@@ -18,7 +18,7 @@ from migrator.endpoint import Endpoint
 from migrator.journal import Journal
 from migrator.mysql.checksum import compare_tables
 from migrator.mysql.chunking import Chunk, plan_chunks
-from migrator.mysql.flavour import MARIADB_10_11
+from migrator.mysql.flavour import MARIADB_10_11, detect
 from migrator.mysql.schema import base_tables, copy_schema
 from migrator.mysql.session import MySQLSession
 from migrator.ports import SnapshotCoordinates
@@ -112,14 +112,23 @@ def run_apply(
 
 
 def run_verify(source: Endpoint, target: Endpoint, schemas: list[str], *, workers: int) -> Outcome:
-    """Step 10's comparison: compare_tables over every base table."""
-    with MySQLSession(source) as s:
+    """Step 10's comparison: compare_tables over every base table, CHECKSUM TABLE first as step 10
+    does when both servers run the same version (cutover.whole_table_checksums, the default)."""
+    with MySQLSession(source) as s, MySQLSession(target) as t:
         tables = base_tables(s, schemas)
+        same_version = detect(str(s.value("SELECT VERSION()"))) == detect(str(t.value("SELECT VERSION()")))
     started = time.monotonic()
-    report = compare_tables(source, target, tables, workers=workers)
+    report = compare_tables(source, target, tables, workers=workers, whole_tables=same_version)
     seconds = time.monotonic() - started
     return _outcome(
-        seconds, {"rows": report.rows, "chunks": report.chunks, "ok": report.ok, "mismatches": len(report.mismatches)}
+        seconds,
+        {
+            "rows": report.rows,
+            "chunks": report.chunks,
+            "whole_tables": report.whole_tables,
+            "ok": report.ok,
+            "mismatches": len(report.mismatches),
+        },
     )
 
 

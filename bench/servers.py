@@ -39,8 +39,16 @@ class ServerFarm:
         self._ids = itertools.count(10)
         self.started: list[LocalServer] = []
 
-    def start(self, name: str, *, log_bin: bool = True) -> LocalServer:
+    def start(self, name: str, *, log_bin: bool = True, reuse: bool = False) -> LocalServer:
+        """A new empty server, or with ``reuse`` the one left in ``name``'s datadir by an earlier run."""
         datadir = self.root / "servers" / name
+        if reuse and (datadir / "mysql").exists():
+            server = LocalServer(
+                datadir, server_id=next(self._ids), log_bin=log_bin, extra_args=server_args(self.buffer_pool_mb)
+            )
+            server.start(timeout=120)
+            self.started.append(server)
+            return server
         if datadir.exists():
             shutil.rmtree(datadir)
         datadir.parent.mkdir(parents=True, exist_ok=True)
@@ -71,9 +79,13 @@ class ServerFarm:
         finally:
             self.discard(server)
 
-    def close(self) -> None:
+    def close(self, keep: LocalServer | None = None) -> None:
         for server in list(self.started):
-            self.discard(server)
+            if server is keep:
+                server.kill()
+                self.started.remove(server)
+            else:
+                self.discard(server)
 
 
 def endpoint(server: LocalServer) -> Endpoint:

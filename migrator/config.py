@@ -94,6 +94,9 @@ class CutoverSettings:
     catchup_timeout_seconds: int = 300
     require_approval: bool = False
     verify_all_in_pause: bool = False
+    # Step 10 compares whole tables by CHECKSUM TABLE first (same server version on both sides);
+    # only a table whose checksums differ is compared range by range. False: ranges only (64-bit).
+    whole_table_checksums: bool = True
 
 
 @dataclass(frozen=True)
@@ -389,6 +392,7 @@ def parse(data: Mapping[str, Any], file: Path) -> Config:
         catchup_timeout_seconds=u.positive("catchup_timeout_seconds", 300),
         require_approval=u.get("require_approval", bool, False),
         verify_all_in_pause=u.get("verify_all_in_pause", bool, False),
+        whole_table_checksums=u.get("whole_table_checksums", bool, True),
     )
     if not cutover.read_only and not cutover.pause_hook:
         raise ConfigError(

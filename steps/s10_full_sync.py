@@ -24,9 +24,14 @@ NEEDS: tuple[str, ...] = ("paused_at",)
 def describe(config: Config) -> str:
     return (
         "wait until the applied position equals the paused source's binlog head "
-        f"(up to {config.cutover.catchup_timeout_seconds} s); then compare COUNT + BIT_XOR(hash) per primary-key "
-        "chunk of every table not proven equal in step 8 and untouched since; any difference stops here, naming "
-        "table and key range"
+        f"(up to {config.cutover.catchup_timeout_seconds} s); then compare every table not proven equal in step 8 "
+        "and untouched since"
+        + (
+            " by CHECKSUM TABLE (same server version), and each table that differs"
+            if config.cutover.whole_table_checksums
+            else ""
+        )
+        + " by COUNT + BIT_XOR(hash) per primary-key chunk; any difference stops here, naming table and key range"
     )
 
 
@@ -57,6 +62,13 @@ def _reassert_pause(ctx: StepContext) -> None:
         ctx.platform.set_source_read_only(True)
 
 
+def _whole_tables_comparable(ctx: StepContext) -> bool:
+    """CHECKSUM TABLE values depend on the server's row format: compare them only across one version."""
+    if not ctx.config.cutover.whole_table_checksums:
+        return False
+    return ctx.source_flavour == ctx.target_flavour
+
+
 def run(ctx: StepContext) -> dict[str, Any]:
     _reassert_pause(ctx)
     last: list[SyncStatus] = []
@@ -81,7 +93,11 @@ def run(ctx: StepContext) -> dict[str, Any]:
     proven = _proven_before_pause(ctx, final)
     to_check = [t for t in tables if (t.schema, t.name) not in proven]
     report = compare_tables(
-        ctx.config.source, ctx.config.target, to_check, workers=ctx.config.sync.checksum_workers
+        ctx.config.source,
+        ctx.config.target,
+        to_check,
+        workers=ctx.config.sync.checksum_workers,
+        whole_tables=_whole_tables_comparable(ctx),
     )
     with ctx.source() as s, ctx.target() as t:
         after = measure(s, t, ctx.source_flavour)
@@ -113,6 +129,7 @@ def run(ctx: StepContext) -> dict[str, Any]:
             "proven_before_pause": len(proven),
             "rows_checked": report.rows,
             "chunks": report.chunks,
+            "whole_tables": report.whole_tables,
             "seconds": round(report.seconds, 3),
             "ok": True,
         },

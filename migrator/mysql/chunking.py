@@ -197,6 +197,9 @@ class Chunk:
     # "rows": copy the key range; "indexes": add the table's deferred secondary indexes, after every
     # rows chunk of the table is done (see schema.split_deferred_indexes).
     kind: str = "rows"
+    # False: key_columns are a non-unique index's (a table without a key, split by value ranges for
+    # the copy). The range still holds every row with those values; it just names no single row.
+    unique: bool = True
 
     def chunk_id(self) -> str:
         """Stable id: table, position, and a digest of the bounds.
@@ -218,6 +221,8 @@ class Chunk:
         }
         if self.kind != "rows":  # absent for rows chunks: their ids stay what older journals hold
             data["kind"] = self.kind
+        if not self.unique:
+            data["unique"] = False
         return json.dumps(data, sort_keys=True, ensure_ascii=False)
 
     @property
@@ -235,6 +240,7 @@ class Chunk:
             lower=_decode_key(data["lower"]),
             upper=_decode_key(data["upper"]),
             kind=str(data.get("kind", "rows")),
+            unique=bool(data.get("unique", True)),
         )
 
     @property
@@ -252,7 +258,8 @@ class Chunk:
             return "(its secondary indexes, added after the rows)"
         if not self.key_columns:
             return "whole table (no usable key)"
-        return f"({', '.join(self.key_columns)}) in {format_range(self.lower, self.upper)}"
+        kind = "" if self.unique else " (values of a non-unique index)"
+        return f"({', '.join(self.key_columns)}){kind} in {format_range(self.lower, self.upper)}"
 
 
 def estimated_row_bytes(session: MySQLSession, table: TableInfo) -> int:
@@ -282,10 +289,12 @@ def plan_chunks(
     """
     if chunk_bytes <= 0:
         raise ValueError("chunk_bytes must be positive")
-    if not table.key_is_range_safe:
-        chunks = [_whole_table(table)]
-    else:
+    if table.key_is_range_safe:
         chunks = plan_chunks_by_rows(session, table, rows_per_chunk_for(session, table, chunk_bytes))
+    elif not table.key_columns and table.range_columns and table.range_index:
+        chunks = plan_value_ranges(session, table, rows_per_chunk_for(session, table, chunk_bytes))
+    else:
+        chunks = [_whole_table(table)]
     if with_indexes and deferred_indexes(session, table):
         chunks.append(Chunk(table.schema, table.name, len(chunks), (), None, None, kind="indexes"))
     return chunks
@@ -304,6 +313,50 @@ def _whole_table(table: TableInfo) -> Chunk:
             "chunking.single_chunk", table=table.qualified_name, reason="no primary or NOT NULL unique key"
         )
     return Chunk(table.schema, table.name, 0, (), None, None)
+
+
+def plan_value_ranges(session: MySQLSession, table: TableInfo, rows_per_chunk: int) -> list[Chunk]:
+    """Chunks of about ``rows_per_chunk`` rows by value ranges of a table's non-unique index.
+
+    For a table without a primary or unique key (copy only: a range names no single row, so the
+    checksum drill-down cannot use it). A value repeated more than ``rows_per_chunk`` times makes
+    one larger chunk; every row falls in exactly one range, as with a key.
+    """
+    if rows_per_chunk <= 0:
+        raise ValueError("rows_per_chunk must be positive")
+    assert table.range_index is not None
+    session.execute("SET SESSION time_zone = %s", (SESSION_TIME_ZONE,))
+    cols = table.range_columns
+    order = ", ".join(quote_identifier(c) for c in cols)
+    head = f"SELECT {order} FROM {table.sql_name} FORCE INDEX ({quote_identifier(table.range_index)})"
+    boundaries: list[Key] = []
+    lower: Key | None = None
+    while True:
+        where = f" WHERE {key_predicate(cols, lower, '>=')}" if lower is not None else ""
+        row = session.one(f"{head}{where} ORDER BY {order} LIMIT 1 OFFSET {rows_per_chunk}")
+        if row is None:
+            break
+        found = tuple(row)
+        if found == lower:  # a run of one value longer than a chunk: end the chunk after the run
+            row = session.one(f"{head} WHERE {key_predicate(cols, found, '>')} ORDER BY {order} LIMIT 1")
+            if row is None:
+                break
+            found = tuple(row)
+        lower = found
+        boundaries.append(found)
+    edges: list[Key | None] = [None, *boundaries, None]
+    chunks = [
+        Chunk(table.schema, table.name, i, cols, edges[i], edges[i + 1], unique=False) for i in range(len(edges) - 1)
+    ]
+    log.info(
+        "chunking.planned",
+        table=table.qualified_name,
+        chunks=len(chunks),
+        rows_per_chunk=rows_per_chunk,
+        index=table.range_index,
+        unique=False,
+    )
+    return chunks
 
 
 def plan_chunks_by_rows(session: MySQLSession, table: TableInfo, rows_per_chunk: int) -> list[Chunk]:

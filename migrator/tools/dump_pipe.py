@@ -29,6 +29,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import ExitStack
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import IO, Any, Protocol
 
@@ -121,20 +122,16 @@ def _tsv_value_sql(col: ColumnInfo) -> str:
         return f"CAST({name} AS DOUBLE)"  # every digit of the stored float; it rounds back exactly
     if col.data_type == "bit":
         return f"CAST({name} AS UNSIGNED)"
-    if col.data_type in BINARY_TYPES:
-        return f"HEX({name})"  # bytes stay bytes whatever the file's character set
-    return name
-
-
-def _tsv_needs_variable(col: ColumnInfo) -> bool:
-    return col.nullable or col.data_type == "bit" or col.data_type in BINARY_TYPES
+    return name  # text and bytes alike: the select sends them unconverted (binary results)
 
 
 def tsv_select_columns(table: TableInfo) -> list[str]:
     """SELECT list for the LOAD DATA path: each value, plus an IS NULL flag after nullable ones.
 
     ``mariadb --batch`` prints NULL as the word NULL, which a text column may also hold; the flag
-    column says which it is.
+    column says which it is. Values travel as the bytes the column stores (character_set_results
+    is binary on the select, CHARACTER SET binary on the load), escaped by the client's batch mode
+    (``\\t \\n \\\\ \\0``), so neither text in any character set nor raw bytes are converted.
     """
     out = []
     for col in table.columns:
@@ -152,17 +149,16 @@ def tsv_load_columns(table: TableInfo) -> tuple[list[str], list[str]]:
     sets: list[str] = []
     for i, col in enumerate(c for c in table.columns if not c.generated):
         name = quote_identifier(col.name)
-        if not _tsv_needs_variable(col):
+        if not (col.nullable or col.data_type in ("bit", "json")):
             targets.append(name)
             continue
         value = f"@v{i}"
         targets.append(value)
+        expr = value
         if col.data_type == "bit":
             expr = f"CAST({value} AS UNSIGNED)"
-        elif col.data_type in BINARY_TYPES:
-            expr = f"UNHEX({value})"
-        else:
-            expr = value
+        elif col.data_type == "json":  # MySQL refuses JSON from a binary string; its text is utf8mb4
+            expr = f"CONVERT({value} USING utf8mb4)"
         if col.nullable:
             targets.append(f"@n{i}")
             expr = f"IF(@n{i} = 1, NULL, {expr})"
@@ -405,7 +401,7 @@ class ChunkCopier:
     def _target_session(self) -> MySQLSession:
         session: MySQLSession | None = getattr(self._local, "session", None)
         if session is None:
-            session = MySQLSession(self.target, local_infile=self._local_infile)
+            session = MySQLSession(self.target)
             # UTC like the dump's own session; no FK actions while we clear a range we reload.
             session.execute("SET SESSION time_zone = %s", (SESSION_TIME_ZONE,))
             session.execute("SET SESSION foreign_key_checks = 0")
@@ -462,11 +458,14 @@ class ChunkCopier:
 
     def method_for(self, chunk: Chunk) -> str:
         """How ``chunk`` is copied: "load-data", "dump" or "rows" (after copy() probed the target)."""
+        if self.method == "load-data" and not self._local_infile:
+            return "rows" if has_lossy_columns(self._table(chunk)) else "dump"
         if self.method != "auto":
             return self.method
-        # LOAD DATA is opt-in (method="load-data"): ~40% less target CPU in bench/, but a LOAD was
-        # seen stuck in "Reading file" under concurrent chunks of one table; not the default until
-        # that is understood.
+        # LOAD DATA (exact for FLOAT too: it travels as DOUBLE text) costs the target a quarter less
+        # CPU than parsing INSERTs; without local_infile on the target, the dump pipe.
+        if self._local_infile:
+            return "load-data"
         return "rows" if has_lossy_columns(self._table(chunk)) else "dump"
 
     # --- the LOAD DATA path ------------------------------------------------------------------
@@ -478,96 +477,153 @@ class ChunkCopier:
             *self._client_argv(defaults),
             "--skip-column-names",
             "--quick",
-            f"--init-command=SET SESSION time_zone='{SESSION_TIME_ZONE}'",
+            f"--init-command=SET SESSION time_zone='{SESSION_TIME_ZONE}', SESSION character_set_results=binary",
             "--execute",
             f"SELECT {columns} FROM {table.sql_name} WHERE {chunk.where_sql()}",
         ]
+
+    def loader_argv(self, defaults: Path) -> list[str]:
+        return [*self._client_argv(defaults), "--local-infile=1", "--skip-column-names"]
 
     def load_data_sql(self, chunk: Chunk, path: str) -> str:
         targets, sets = tsv_load_columns(self._table(chunk))
         set_clause = f" SET {', '.join(sets)}" if sets else ""
         return (
-            f"LOAD DATA LOCAL INFILE '{path}' INTO TABLE {self._table(chunk).sql_name} CHARACTER SET utf8mb4"
+            f"LOAD DATA LOCAL INFILE '{path}' INTO TABLE {self._table(chunk).sql_name} CHARACTER SET binary"
             f" FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n'"
             f" ({', '.join(targets)}){set_clause}"
         )
 
-    def _load_data(self, chunk: Chunk, select_cnf: Path) -> int:
-        """``mariadb -e SELECT`` piped into LOAD DATA LOCAL on this thread's target session, in one
-        transaction that commits only if the SELECT ended well (an early EOF looks like the end of
-        the data to LOAD DATA). Returns the bytes the SELECT wrote. Raises ChunkCopyFailed."""
-        target = self._target_session()
+    def load_script(self, chunk: Chunk, path: str) -> str:
+        """What the loader client runs, up to (not including) the COMMIT we send once the select ended well."""
+        settings = [
+            f"time_zone = '{SESSION_TIME_ZONE}'",
+            # unique_checks stays on: with it off, MariaDB turns an INSERT into an empty table into a
+            # "bulk insert" that locks the table for the transaction, and concurrent chunks of that
+            # table then wait, or hang with a plain SELECT on it stuck in "Statistics" (seen here).
+            "foreign_key_checks = 0",
+            # Strict: a value the column would not take as it is fails the chunk instead of changing.
+            f"sql_mode = 'STRICT_ALL_TABLES,{SCHEMA_SQL_MODE}'",
+        ]
+        if self.chunk_timeout is not None:
+            settings.append(f"lock_wait_timeout = {max(1, int(self.chunk_timeout))}")
+        if self._binlog_off:
+            settings.append("sql_log_bin = 0")
+        return (
+            "SET SESSION " + ", SESSION ".join(settings) + ";\n"
+            "START TRANSACTION;\n"
+            f"{self.load_data_sql(chunk, path)};\n"
+            "SELECT 'loaded', ROW_COUNT();\n"
+        )
+
+    def _load_data(self, chunk: Chunk, select_cnf: Path, load_cnf: Path) -> tuple[int, int]:
+        """``mariadb -e SELECT`` (snapshot) piped into LOAD DATA LOCAL run by a second client (target).
+
+        The loader's commands come from our pipe and its data from the select's stdout (an inherited
+        fd), so no byte passes through Python. COMMIT is sent only after the select exited 0: an
+        early EOF looks like the end of the data to LOAD DATA, and a loader that never gets COMMIT
+        rolls back when it exits. Returns (rows loaded, bytes the select wrote). Raises ChunkCopyFailed.
+        """
         deadline = None if self.chunk_timeout is None else self.monotonic() + self.chunk_timeout
-        # Strict: a value the column would not take as it is fails the chunk instead of changing.
-        target.execute("SET SESSION sql_mode = %s", (f"STRICT_ALL_TABLES,{SCHEMA_SQL_MODE}",))
-        target.execute("SET SESSION unique_checks = 0")
-        with tempfile.TemporaryFile() as select_err:
-            select = subprocess.Popen(
-                self.select_argv(select_cnf, chunk),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=select_err,
-            )
-            assert select.stdout is not None
-            timer = None
-            if deadline is not None:
-                timer = threading.Timer(max(0.0, deadline - self.monotonic()), select.kill)
-                timer.start()
-            load_error: BaseException | None = None
+        client = Path(self._client_tool).name
+        with (
+            tempfile.TemporaryFile() as select_err,
+            tempfile.TemporaryFile() as load_err,
+            tempfile.TemporaryFile() as load_out,
+        ):
+            data_r, data_w = os.pipe()
             try:
-                target.conn.begin()
-                try:
-                    target.execute(self.load_data_sql(chunk, f"/proc/self/fd/{select.stdout.fileno()}"))
-                except pymysql.err.MySQLError as exc:
-                    load_error = exc
-                select.stdout.close()
-                _wait_unreaped(select, None, self.monotonic)
-                written = _written_bytes(select.pid)
-                select_rc = select.wait()
-                select_text = _tail(select_err)
-                if load_error is None and select_rc == 0:
-                    target.conn.commit()
-                else:
-                    target.conn.rollback()
+                select = subprocess.Popen(
+                    self.select_argv(select_cnf, chunk),
+                    stdin=subprocess.DEVNULL,
+                    stdout=data_w,
+                    stderr=select_err,
+                )
+            except BaseException:
+                os.close(data_r)
+                raise
+            finally:
+                os.close(data_w)
+            try:
+                loader = subprocess.Popen(
+                    self.loader_argv(load_cnf),
+                    stdin=subprocess.PIPE,
+                    stdout=load_out,
+                    stderr=load_err,
+                    pass_fds=(data_r,),
+                )
             except BaseException:
                 select.kill()
                 select.wait()
-                with contextlib.suppress(pymysql.err.Error):
-                    target.conn.rollback()
                 raise
             finally:
-                if timer is not None:
-                    timer.cancel()
-        timed_out = deadline is not None and select_rc < 0 and self.monotonic() >= deadline
+                os.close(data_r)  # the loader holds it now; if the loader dies, the select gets SIGPIPE
+            assert loader.stdin is not None
+            timed_out = False
+            written: int | None = None
+            try:
+                with contextlib.suppress(
+                    BrokenPipeError
+                ):  # the loader failed at once: its exit code says why
+                    loader.stdin.write(self.load_script(chunk, f"/proc/self/fd/{data_r}").encode())
+                    loader.stdin.flush()
+                _wait_unreaped(select, deadline, self.monotonic)
+                written = _written_bytes(select.pid)
+                select_rc = select.wait()
+                with contextlib.suppress(BrokenPipeError):
+                    if select_rc == 0:
+                        loader.stdin.write(b"COMMIT;\n")
+                    loader.stdin.close()
+                _wait_unreaped(loader, deadline, self.monotonic)
+                load_rc = loader.wait()
+            except TimeoutError:
+                timed_out = True
+                for proc in (select, loader):
+                    proc.kill()
+                select_rc, load_rc = select.wait(), loader.wait()
+            except BaseException:
+                for proc in (select, loader):
+                    proc.kill()
+                    proc.wait()
+                raise
+            finally:
+                with contextlib.suppress(OSError):
+                    loader.stdin.close()
+            select_text, load_text = _tail(select_err), _tail(load_err)
+            load_out.seek(0)
+            counts = dict(
+                line.split(b"\t", 1) for line in load_out.read().splitlines() if line.count(b"\t") == 1
+            )
         if timed_out:
             raise ChunkCopyFailed(
                 chunk,
                 f"timed out after {self.chunk_timeout} s: the target may be stalled (a full disk makes the "
                 "server wait for space); see SHOW PROCESSLIST on the target, then `migrator run` resumes the copy",
             )
-        client = Path(self._client_tool).name
-        if load_error is not None:
-            if is_transient(load_error) and select_rc == 0:
-                raise load_error  # retried by copy_chunk
-            code = load_error.args[0] if load_error.args else "?"
-            text = load_error.args[-1] if load_error.args else str(load_error)
-            detail = f"LOAD DATA on the target: ERROR {code}: {text}"
+        if select_rc != 0 or load_rc != 0:
+            parts = []
             if select_rc != 0:
-                detail = f"{client} exited {select_rc}: {select_text or '(no stderr)'}; {detail}"
-            raise ChunkCopyFailed(chunk, detail)
-        if select_rc != 0:
-            raise ChunkCopyFailed(chunk, f"{client} exited {select_rc}: {select_text or '(no stderr)'}")
-        if select_text:
-            self.log.warning("copy.tool_stderr", chunk=chunk.chunk_id(), dump=select_text, load="")
-        return written if written is not None else 0
+                parts.append(f"{client} (select) exited {select_rc}: {select_text or '(no stderr)'}")
+            if load_rc != 0:
+                parts.append(f"{client} (LOAD DATA) exited {load_rc}: {load_text or '(no stderr)'}")
+            raise ChunkCopyFailed(chunk, "; ".join(parts))
+        if b"loaded" not in counts:
+            raise ChunkCopyFailed(chunk, f"the loader committed but printed no row count: {load_text!r}")
+        if select_text or load_text:
+            self.log.warning("copy.tool_stderr", chunk=chunk.chunk_id(), dump=select_text, load=load_text)
+        return int(counts[b"loaded"]), written if written is not None else 0
 
     def _probe_local_infile(self) -> bool:
-        if self.method != "load-data":
+        if self.method not in ("auto", "load-data"):
             return False
         with MySQLSession(self.target) as session:
             allowed = str(session.value("SELECT @@local_infile")) in ("1", "ON")
         if not allowed:
-            self.log.info("copy.local_infile_off", hint="the copy uses the dump pipe instead of LOAD DATA")
+            self.log.info(
+                "copy.local_infile_off",
+                hint="the copy uses the dump pipe instead of LOAD DATA; SET GLOBAL local_infile = ON on the "
+                "target makes it faster",
+            )
         return allowed
 
     def _copy_rows(self, chunk: Chunk) -> int:
@@ -578,7 +634,6 @@ class ChunkCopier:
         prefix = insert_prefix(table)
         sent = 0
         target.execute("SET SESSION sql_mode = %s", (SCHEMA_SQL_MODE,))
-        target.execute("SET SESSION unique_checks = 0")
         target.conn.begin()
         try:
             batch: list[bytes] = []
@@ -606,9 +661,6 @@ class ChunkCopier:
             with contextlib.suppress(pymysql.err.Error):
                 target.conn.rollback()
             raise
-        finally:
-            with contextlib.suppress(pymysql.err.Error):
-                target.execute("SET SESSION unique_checks = 1")
         return sent
 
     @staticmethod
@@ -626,10 +678,17 @@ class ChunkCopier:
 
     # --- one chunk ---------------------------------------------------------------------------
     def clear_range(self, chunk: Chunk) -> int:
-        """Delete what an earlier attempt may have committed in the chunk's range."""
-        return self._target_session().execute(
-            f"DELETE FROM {qualified(chunk.schema, chunk.table)} WHERE {chunk.where_sql()}"
-        )
+        """Delete what an earlier attempt may have committed in the chunk's range.
+
+        Looked at first with a plain (non-locking) read: a DELETE takes next-key locks even on an
+        empty range, which block and deadlock the loads of the neighbouring chunks (InnoDB's gap
+        locks under REPEATABLE READ). Only a retried or resumed chunk finds rows and deletes them.
+        """
+        target = self._target_session()
+        name = qualified(chunk.schema, chunk.table)
+        if target.one(f"SELECT 1 FROM {name} WHERE {chunk.where_sql()} LIMIT 1") is None:
+            return 0
+        return target.execute(f"DELETE FROM {name} WHERE {chunk.where_sql()}")
 
     def count_range(self, chunk: Chunk) -> int:
         return int(
@@ -730,17 +789,20 @@ class ChunkCopier:
                 if chunk.is_indexes:
                     self.add_deferred_indexes(chunk)
                     return ChunkResult(chunk, 0, 0, self.monotonic() - started, attempt)
+                method = self.method_for(chunk)
                 cleared = self.clear_range(chunk)
                 if cleared:
                     self.log.info("copy.chunk_cleared", chunk=chunk.chunk_id(), rows=cleared)
-                method = self.method_for(chunk)
                 if method == "load-data":
-                    written = self._load_data(chunk, dump_cnf)
-                elif method == "rows":
-                    written = self._copy_rows(chunk)
+                    rows, written = self._load_data(chunk, dump_cnf, load_cnf)
                 else:
-                    written = self._pipe(chunk, dump_cnf, load_cnf)
-                rows = self.count_range(chunk)
+                    copy = (
+                        self._copy_rows
+                        if method == "rows"
+                        else partial(self._pipe, dump_cnf=dump_cnf, load_cnf=load_cnf)
+                    )
+                    written = copy(chunk)
+                    rows = self.count_range(chunk)
             except Exception as exc:
                 transient = is_transient(exc) or (
                     isinstance(exc, ChunkCopyFailed)

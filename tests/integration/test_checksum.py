@@ -174,3 +174,26 @@ def test_a_missing_target_table_fails_loudly(twins: Pair) -> None:
     target.execute("DROP TABLE shop.tags")
     with pytest.raises(VerificationFailed, match=r"shop\.tags .* on the target failed"):
         compare(twins, [tables_of(source)["shop.tags"]])
+
+
+def test_whole_table_checksums_prove_equal_tables(twins: Pair) -> None:
+    source, target = twins
+    tables = list(tables_of(source).values())
+    report = compare_tables(admin_endpoint(source), admin_endpoint(target), tables, whole_tables=True)
+    assert report.ok, report.summary()
+    assert report.whole_tables == len(tables)
+    assert report.chunks == 0 and report.rows == 0  # nothing needed a range comparison
+    assert f"{len(tables)} tables ({len(tables)} by CHECKSUM TABLE; 0 rows in 0 chunks" in report.summary()
+
+
+def test_a_table_whose_whole_checksum_differs_is_narrowed_down_to_the_key(twins: Pair) -> None:
+    source, target = twins
+    target.execute("UPDATE shop.orders SET weight = 12345.5 WHERE id = 4242")
+    tables = list(tables_of(source).values())
+    report = compare_tables(
+        admin_endpoint(source), admin_endpoint(target), tables, whole_tables=True, chunk_rows=2000
+    )
+    assert not report.ok
+    assert report.whole_tables == len(tables) - 1
+    assert [(m.table, m.changed) for m in report.mismatches] == [("orders", ((4242,),))]
+    assert report.chunks == 11 and report.rows == 20_002  # only orders was compared range by range

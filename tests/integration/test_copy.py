@@ -21,7 +21,7 @@ import pytest
 
 from migrator.errors import PreflightFailed
 from migrator.mysql.checksum import compare_tables, row_counts
-from migrator.mysql.chunking import Chunk, plan_chunks, plan_chunks_by_rows
+from migrator.mysql.chunking import Chunk, plan_chunks, plan_chunks_by_rows, plan_value_ranges
 from migrator.mysql.flavour import MARIADB_10_11
 from migrator.mysql.schema import (
     TableInfo,
@@ -261,7 +261,10 @@ def test_parallel_copy_of_the_rich_dataset(
     assert sum(1 for c in chunks if c.table == "orders") > 20
     progress: list[CopyProgress] = []
     ledger = MemoryLedger()
-    report = copier_for(pair, tmp_path, ledger, on_progress=progress.append).copy(chunks)
+    copier = copier_for(pair, tmp_path, ledger, on_progress=progress.append)
+    report = copier.copy(chunks)
+    # The target allows LOCAL INFILE: every table goes through LOAD DATA, FLOAT ones included.
+    assert {copier.method_for(c) for c in chunks if not c.is_indexes} == {"load-data"}
 
     expected = sum(row_counts(snap, tables).values())
     assert report.rows == expected
@@ -330,8 +333,8 @@ def test_resume_after_a_crash_reloads_partial_chunks_without_duplicates(
     assert_same_rows(snapshot, target, tables)
 
 
-def _children(name: str) -> list[int]:
-    """PIDs of our own child processes running ``name``."""
+def _children(name: str, with_arg: bytes | None = None) -> list[int]:
+    """PIDs of our own child processes running ``name`` (and having ``with_arg`` in their argv)."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -342,14 +345,24 @@ def _children(name: str) -> list[int]:
         except OSError:
             continue
         ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == os.getpid() and cmdline and os.path.basename(cmdline[0]) == name.encode():
+        ours = ppid == os.getpid() and cmdline and os.path.basename(cmdline[0]) == name.encode()
+        if ours and (with_arg is None or with_arg in cmdline):
             found.append(int(entry.name))
     return found
 
 
+VICTIMS = {
+    "loader": (b"--local-infile=1", "mariadb (LOAD DATA) exited -9"),
+    "select": (b"--quick", "mariadb (select) exited -9"),
+}
+
+
+@pytest.mark.parametrize("victim", sorted(VICTIMS))
 def test_loader_killed_mid_chunk_rolls_back_and_the_rerun_completes(
-    pair: tuple[LocalServer, LocalServer], sessions: tuple[MySQLSession, MySQLSession], tmp_path: Path
+    pair: tuple[LocalServer, LocalServer], sessions: tuple[MySQLSession, MySQLSession], tmp_path: Path, victim: str
 ) -> None:
+    """Either end of the LOAD DATA pipe dies mid-chunk: nothing of the chunk stays committed."""
+    marker, said = VICTIMS[victim]
     snapshot, target = pair
     snap, tgt = sessions
     snap.execute("CREATE TABLE shop.big (id INT PRIMARY KEY, body LONGBLOB)")
@@ -370,7 +383,7 @@ def test_loader_killed_mid_chunk_rolls_back_and_the_rerun_completes(
                 "SELECT COUNT(*) FROM information_schema.PROCESSLIST"
                 " WHERE INFO LIKE 'INSERT INTO `big`%' OR INFO LIKE 'LOAD DATA %`big`%'"
             )
-            pids = _children("mariadb")
+            pids = _children("mariadb", marker)
             if pids and inserting:
                 os.kill(pids[0], signal.SIGKILL)
                 killed.append(pids[0])
@@ -382,10 +395,10 @@ def test_loader_killed_mid_chunk_rolls_back_and_the_rerun_completes(
         with pytest.raises(ChunkCopyFailed) as failure:
             copier_for(pair, tmp_path, ledger, workers=1, attempts=1).copy(chunks)
         watcher.join()
-    assert killed, "the loader was never seen running"
+    assert killed, f"the {victim} was never seen running"
     message = str(failure.value)
     assert "shop.big" in message and "(id) in [-inf, +inf)" in message
-    assert "mariadb exited -9" in message
+    assert said in message
     assert ledger.done == {}
     deadline = time.monotonic() + 20
     while tgt.value("SELECT COUNT(*) FROM information_schema.innodb_trx") and time.monotonic() < deadline:
@@ -565,3 +578,65 @@ def test_a_stuck_chunk_stops_with_a_diagnosis_instead_of_hanging(
         assert time.monotonic() - started < 60
     finally:
         blocker.close()
+
+
+def test_a_keyless_table_is_split_by_value_ranges_of_an_index_and_resumes_exactly(
+    pair: tuple[LocalServer, LocalServer], sessions: tuple[MySQLSession, MySQLSession], tmp_path: Path
+) -> None:
+    """No primary or unique key: chunks are value ranges of a NOT NULL index; duplicates stay in one chunk."""
+    snapshot, target = pair
+    snap, tgt = sessions
+    snap.execute(
+        "CREATE TABLE shop.visits (at TIMESTAMP(0) NOT NULL, who INT NULL, page VARCHAR(40) NULL,"
+        " KEY by_who (who), KEY by_at (at))"
+    )
+    # Runs of 50 equal timestamps, one run of 1,500 (longer than a chunk), and exact duplicate rows.
+    snap.execute(
+        "INSERT INTO shop.visits SELECT FROM_UNIXTIME(1700000000 + IF(seq BETWEEN 2001 AND 3500, 2001, seq) DIV 50),"
+        " IF(seq % 4 = 0, NULL, seq % 13), IF(seq % 10 = 0, 'same', CONCAT('/p/', seq)) FROM shop.seq_1_to_6000"
+    )
+    snap.execute("INSERT INTO shop.visits SELECT * FROM shop.visits WHERE page = 'same' LIMIT 40")
+    visits = next(t for t in base_tables(snap, ["shop"]) if t.name == "visits")
+    assert visits.key_columns == () and visits.range_index == "by_at"  # by_who is nullable: passed over
+    chunks = plan_value_ranges(snap, visits, 400)
+    assert len(chunks) > 5 and all(c.key_columns == ("at",) and not c.unique for c in chunks)
+    counts = [int(snap.value(f"SELECT COUNT(*) FROM shop.visits WHERE {c.where_sql()}")) for c in chunks]
+    assert sum(counts) == 6040
+    assert max(counts) >= 1500  # the long run is one chunk, never split
+    assert "(values of a non-unique index)" in chunks[1].describe_range()
+    assert Chunk.from_json(chunks[1].to_json()) == chunks[1]
+
+    tables = copy_schema(snap, tgt, ["shop"])
+    all_chunks = [*chunks, Chunk("shop", "visits", len(chunks), (), None, None, kind="indexes")]
+    ledger = CrashingLedger(survive=3)
+    with pytest.raises(RuntimeError, match="crashed"):
+        copier_for(pair, tmp_path, ledger).copy(all_chunks)
+    tgt.execute("SET time_zone = '+00:00'")
+    tgt.execute("INSERT INTO shop.visits VALUES ('2030-01-01 00:00:00', 1, 'stray')")  # in the last range
+    ledger.survive = 10**9
+    report = copier_for(pair, tmp_path, ledger).copy(all_chunks)
+    assert report.chunks_skipped == 3
+    visits_on_target = next(t for t in tables if t.name == "visits")
+    assert table_rows(snapshot, visits_on_target) == table_rows(target, visits_on_target)
+    assert tgt.value("SELECT COUNT(*) FROM information_schema.STATISTICS WHERE TABLE_NAME = 'visits'") == 2
+
+
+def test_without_local_infile_on_the_target_the_dump_pipe_and_row_path_copy_exactly(
+    make_server: MakeServer, tmp_path: Path
+) -> None:
+    """MySQL 8 ships with local_infile=OFF: the copy falls back to mysqldump | mysql (rows for FLOAT)."""
+    snapshot = make_server("snapshot", 1, extra_args=SNAPSHOT_TZ)
+    target = make_server("target", 2, extra_args=(*TARGET_TZ, "--local-infile=0"))
+    build_rich_dataset(snapshot)
+    pair = (snapshot, target)
+    with MySQLSession(admin_endpoint(snapshot)) as snap, MySQLSession(admin_endpoint(target)) as tgt:
+        tables = copy_schema(snap, tgt, SCHEMAS)
+        chunks = plan_all(snap, tables, 64 * 1024)
+    copier = copier_for(pair, tmp_path, MemoryLedger())
+    report = copier.copy(chunks)
+    assert {copier.method_for(c) for c in chunks if not c.is_indexes} == {"dump", "rows"}
+    assert copier.method_for(next(c for c in chunks if c.table == "orders")) == "rows"  # FLOAT column
+    assert report.chunks_done == len(chunks)
+    verify = compare_tables(admin_endpoint(snapshot), admin_endpoint(target), tables, chunk_rows=5000)
+    assert verify.ok, verify.summary()
+    assert_same_rows(snapshot, target, tables)
