@@ -21,7 +21,7 @@ from pathlib import Path
 
 import structlog
 
-from bench import dataset, ours, peers, workload
+from bench import dataset, lag, ours, peers, workload
 from bench.report import Row, render
 from bench.servers import ServerFarm, endpoint
 from migrator.journal import Journal
@@ -39,7 +39,9 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--apply-tx", type=int, default=0, help="apply workload transactions (default: 50 per MB, >= 2000)")
     p.add_argument("--method", choices=("auto", "load-data", "dump", "rows"), default="auto", help="our copy method")
     p.add_argument("--ours-only", action="store_true", help="skip the peers (quick iterations on ours)")
-    p.add_argument("--only", default="copy,apply,verify", help="comma-separated sections to run")
+    p.add_argument("--only", default="copy,apply,lag,verify", help="comma-separated sections to run")
+    p.add_argument("--lag-rate", type=float, default=1000, help="lag section: writer transactions per second")
+    p.add_argument("--lag-seconds", type=float, default=20, help="lag section: how long the writer runs")
     p.add_argument("--work-dir", type=Path, default=None, help="where servers live (default: a temp dir, removed)")
     p.add_argument("--reuse-source", action="store_true",
                    help="with --work-dir: keep the source and its dataset for the next run, and reuse one left by "
@@ -48,7 +50,7 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     if args.reuse_source and args.work_dir is None:
         p.error("--reuse-source needs --work-dir")
     if args.reuse_source and "apply" in args.only.split(","):
-        p.error("--reuse-source cannot rebuild the apply workload: add --only copy,verify")
+        p.error("--reuse-source cannot rebuild the apply workload: add --only copy,lag,verify")
     return args
 
 
@@ -97,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
             kept_target = _copy_section(args, farm, source, data_mb=data_mb, secrets=secrets, work=work, rows=rows)
         if "apply" in sections and load is not None:
             _apply_section(args, farm, source, load=load, secrets=secrets, rows=rows)
+        if "lag" in sections:
+            _lag_section(args, farm, source, secrets=secrets, work=work, rows=rows)
         if "verify" in sections:
             _verify_section(
                 args, farm, source, target=kept_target, total_rows=total_rows, secrets=secrets, work=work, rows=rows
@@ -236,6 +240,25 @@ def _apply_section(args, farm, source, *, load, secrets, rows):  # type: ignore[
             row.seconds.append(result.seconds)
             farm.discard(target)
             _say(f"apply run {run + 1}: SQL thread x{threads or 1} {result.seconds:.2f} s")
+
+
+def _lag_section(args, farm, source, *, secrets, work, rows):  # type: ignore[no-untyped-def]
+    row = Row("lag", f"ours: streamer + applier, writer at {args.lag_rate:g} tx/s", True, 0.0, "lag")
+    rows.append(row)
+    for run in range(args.runs):
+        with farm.fresh(f"lag-{run}") as target:
+            archive = work / f"lag-archive-{run}"
+            shutil.rmtree(archive, ignore_errors=True)
+            out = ours.in_child(lag.run_lag, endpoint(source), endpoint(target), archive_dir=archive,
+                                secrets_dir=secrets, rate=args.lag_rate, seconds=args.lag_seconds)
+            shutil.rmtree(archive, ignore_errors=True)
+        row.seconds.append(out.seconds)
+        row.rss_mb.append(out.rss_mb)
+        row.unit_amount = out.detail["rate"]
+        row.note = (f"median lag; p99 {out.detail['p99']:.2f} s, max {out.detail['max']:.2f} s over "
+                    f"{out.detail['samples']} samples (write committed -> applied on the target)")
+        _say(f"lag run {run + 1}: median {out.seconds:.3f} s, p99 {out.detail['p99']:.3f} s, "
+             f"max {out.detail['max']:.3f} s at {out.detail['rate']:.0f} tx/s")
 
 
 def _verify_section(args, farm, source, *, target, total_rows, secrets, work, rows):  # type: ignore[no-untyped-def]

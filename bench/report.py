@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 
 @dataclass
 class Row:
-    section: str  # "copy" | "apply" | "verify"
+    section: str  # "copy" | "apply" | "lag" | "verify"
     method: str
     ours: bool
     unit_amount: float  # MB for copy, transactions for apply, rows for verify
-    unit: str  # "MB/s", "tx/s", "rows/s"
+    unit: str  # "MB/s", "tx/s", "rows/s"; "lag": seconds are lag samples' medians, unit_amount the tx/s
     seconds: list[float] = field(default_factory=list)
     rss_mb: list[float] = field(default_factory=list)
     tools_rss_mb: list[float] = field(default_factory=list)
@@ -42,6 +42,8 @@ def render(rows: list[Row], header: str) -> str:
         rate = row.unit_amount / row.median if row.median > 0 else 0.0
         ours = ours_by_section.get(row.section)
         ratio = f"{row.median / ours:.2f}x" if ours else "-"
+        if row.unit == "lag":  # the median is a lag, not a duration of work: no throughput, no ratio
+            rate, ratio = row.unit_amount, "-"
         rss = "-"
         if row.rss_mb:
             rss = f"{max(row.rss_mb):.0f} MB"
@@ -49,7 +51,7 @@ def render(rows: list[Row], header: str) -> str:
                 rss += f" ({max(row.tools_rss_mb):.0f})"
         lines.append(
             f"{row.section:8s} {row.method:44s} {row.median:9.2f} {len(row.seconds):4d} "
-            f"{rate:9.1f} {row.unit:4s} {ratio:>8s} {rss:>16s}  {row.note}"
+            f"{rate:9.1f} {'tx/s' if row.unit == 'lag' else row.unit:4s} {ratio:>8s} {rss:>16s}  {row.note}"
         )
     lines += [
         "",

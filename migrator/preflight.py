@@ -155,6 +155,14 @@ def run_preflight(config: Config, journal: Journal | None, dns: DnsProvider, *, 
         rds_preflight(config, resuming=journal is not None)
     source_flavour = check_source(config)
     check_target(config, copy_started=copy_started)
+    if steps.get(6) != "done":
+        with _open(config.target, "target") as t:
+            if str(t.value("SELECT @@local_infile")) not in ("1", "ON"):
+                log.warning(
+                    "preflight.local_infile_off",
+                    effect="step 6 copies through mysqldump | mysql, which costs the target more CPU",
+                    hint="SET GLOBAL local_infile = ON on the target lets it use LOAD DATA LOCAL",
+                )
     check_tools(source_flavour)
     if steps.get(13) != "done":
         dns.read(config.dns.record)

@@ -17,6 +17,7 @@ ROWS = (
     "mysqlbinlog | mysql",
     "server SQL thread (replica of the source)",
     "server SQL thread, 4 parallel",
+    "ours: streamer + applier, writer at 200 tx/s",
     "ours: step 10 compare_tables",
     "pt-table-checksum",
     "CHECKSUM TABLE",
@@ -25,7 +26,8 @@ ROWS = (
 
 def test_bench_prints_every_row_at_5_mb(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "bench", "--size-mb", "5", "--runs", "1", "--work-dir", str(tmp_path / "bench")],
+        [sys.executable, "-m", "bench", "--size-mb", "5", "--runs", "1", "--work-dir", str(tmp_path / "bench"),
+         "--lag-rate", "200", "--lag-seconds", "3"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -40,3 +42,5 @@ def test_bench_prints_every_row_at_5_mb(tmp_path: Path) -> None:
         assert line is not None, f"no row for {name!r} in:\n{table}"
     ours = next(ln for ln in table.splitlines() if "ours: step 6" in ln)
     assert "MB/s" in ours and " MB" in ours  # throughput and peak RSS of our process
+    lag = next(ln for ln in table.splitlines() if "writer at 200 tx/s" in ln)
+    assert "median lag; p99" in lag and "tx/s" in lag
