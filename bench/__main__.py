@@ -14,6 +14,7 @@ import logging
 import os
 import platform
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -118,8 +119,7 @@ def _copy_section(args, farm, source, *, data_mb, secrets, work, rows):  # type:
     schemas = [dataset.SCHEMA]
     options = {"method": args.method}
     fresh = Row("copy", f"ours: step 6 (workers={args.workers})", True, data_mb, "MB/s")
-    resumed = Row("copy", "ours: resume after kill -9 at half-way", True, data_mb, "MB/s",
-                  note="time of the resumed run only")
+    resumed = Row("copy", "ours: resume after kill -9 at half-way", True, data_mb, "MB/s")
     pipe = Row("copy", "mysqldump | mysql (one stream)", False, data_mb, "MB/s")
     mydumper = Row("copy", f"mydumper -> myloader ({args.peer_threads} threads)", False, data_mb, "MB/s")
     if not peers.mydumper_available():
@@ -146,12 +146,15 @@ def _copy_section(args, farm, source, *, data_mb, secrets, work, rows):  # type:
             process, _queue = ours.start_child(
                 ours.run_copy, src, endpoint(target), schemas, journal_path=journal, secrets_dir=secrets,
                 workers=args.workers, chunk_mb=args.chunk_mb, options=options)
-            _kill_at_half(process, journal)
+            done_at_kill = _kill_at_half(process, journal, after=statistics.median(fresh.seconds) / 2)
             out = ours.in_child(ours.run_copy, src, endpoint(target), schemas, journal_path=journal,
                                 secrets_dir=secrets, workers=args.workers, chunk_mb=args.chunk_mb, options=options)
             resumed.seconds.append(out.seconds)
             resumed.rss_mb.append(out.rss_mb)
-            _say(f"copy run {run + 1}: resumed {out.seconds:.2f} s ({out.detail['chunks_done']} chunks left)")
+            resumed.note = (f"time of the resumed run only; killed at half the fresh copy's median time, "
+                            f"{done_at_kill['chunks_done']}/{done_at_kill['chunks']} chunks done")
+            _say(f"copy run {run + 1}: resumed {out.seconds:.2f} s ({out.detail['chunks_done_now']} chunks left, "
+                 f"{done_at_kill['bytes'] / 1e6:.0f} MB were done at the kill)")
         if args.ours_only:
             continue
         with farm.fresh(f"copy-pipe-{run}") as target:
@@ -174,23 +177,22 @@ def _fresh_journal(directory: Path) -> Path:
     return directory / "journal.sqlite"
 
 
-def _kill_at_half(process, journal: Path) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + 3600
-    while time.monotonic() < deadline and process.is_alive():
-        if journal.exists():
-            try:
-                j = Journal.open_readonly(journal)
-                try:
-                    progress = j.copy_progress()
-                finally:
-                    j.close()
-            except Exception:  # the journal is being created
-                progress = {"chunks": 0, "chunks_done": 0}
-            if progress["chunks"] and progress["chunks_done"] * 2 >= progress["chunks"]:
-                process.kill()
-                break
-        time.sleep(0.02)
+def _kill_at_half(process, journal: Path, *, after: float) -> dict[str, int]:  # type: ignore[no-untyped-def]
+    """SIGKILL the copy ``after`` seconds into its work (half a fresh copy's time, which is measured from
+    the journal's opening too, not the child's start-up); returns the journal's progress then."""
+    deadline = time.monotonic() + 600
+    while process.is_alive() and not journal.exists() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    started = time.monotonic()
+    while process.is_alive() and time.monotonic() - started < after:
+        time.sleep(0.005)
+    process.kill()
     process.join()
+    j = Journal.open_readonly(journal)
+    try:
+        return j.copy_progress()
+    finally:
+        j.close()
 
 
 def _apply_section(args, farm, source, *, load, secrets, rows):  # type: ignore[no-untyped-def]

@@ -17,7 +17,7 @@ from typing import Any
 from migrator.endpoint import Endpoint
 from migrator.journal import Journal
 from migrator.mysql.checksum import compare_tables
-from migrator.mysql.chunking import Chunk, plan_chunks
+from migrator.mysql.chunking import Chunk, plan_copy
 from migrator.mysql.flavour import MARIADB_10_11, detect
 from migrator.mysql.schema import base_tables, copy_schema
 from migrator.mysql.session import MySQLSession
@@ -67,9 +67,7 @@ def run_copy(
         with MySQLSession(snapshot) as snap, MySQLSession(target) as tgt:
             copy_schema(snap, tgt, schemas)
             if not journal.chunk_plan():
-                chunks: list[Chunk] = []
-                for table in base_tables(snap, schemas):
-                    chunks.extend(plan_chunks(snap, table, chunk_mb * 1024 * 1024))
+                chunks = plan_copy(snap, base_tables(snap, schemas), chunk_mb * 1024 * 1024)
                 journal.save_chunk_plan([(c.chunk_id(), c.schema, c.table, c.to_json()) for c in chunks])
         plan = [Chunk.from_json(spec) for _, spec in journal.chunk_plan()]
         copier = ChunkCopier(
@@ -87,7 +85,7 @@ def run_copy(
         journal.close()
     return _outcome(
         time.monotonic() - started,
-        {"rows": report.rows, "chunks": len(plan), "chunks_done": report.chunks_done, **progress},
+        {**progress, "rows": report.rows, "chunks": len(plan), "chunks_done_now": report.chunks_done},
     )
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from migrator.config import Config
 from migrator.errors import PreflightFailed
 from migrator.journal import Journal
-from migrator.mysql.chunking import Chunk, plan_chunks
+from migrator.mysql.chunking import Chunk, plan_copy
 from migrator.mysql.heartbeat import SCHEMA as HEARTBEAT_SCHEMA
 from migrator.mysql.schema import base_tables, copy_schema, target_is_empty
 from migrator.step import Check, StepContext
@@ -67,9 +67,7 @@ def run(ctx: StepContext) -> dict[str, Any]:
         with ctx.snapshot() as snapshot:
             copy_schema(snapshot, target, schemas)
             if not ctx.journal.chunk_plan():
-                chunks: list[Chunk] = []
-                for table in base_tables(snapshot, schemas):
-                    chunks.extend(plan_chunks(snapshot, table, cfg.copy.chunk_mb * 1024 * 1024))
+                chunks = plan_copy(snapshot, base_tables(snapshot, schemas), cfg.copy.chunk_mb * 1024 * 1024)
                 ctx.journal.save_chunk_plan([(c.chunk_id(), c.schema, c.table, c.to_json()) for c in chunks])
     plan = [Chunk.from_json(spec) for _, spec in ctx.journal.chunk_plan()]
 

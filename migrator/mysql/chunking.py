@@ -300,6 +300,17 @@ def plan_chunks(
     return chunks
 
 
+def plan_copy(session: MySQLSession, tables: Sequence[TableInfo], chunk_bytes: int) -> list[Chunk]:
+    """Step 6's plan: every table's chunks, largest tables first.
+
+    Workers take chunks in this order, and a table's index build starts once its rows are in: with
+    the big tables first, their index builds overlap the small tables' loads instead of being the
+    last thing left running (largest-first is the classic cure for a long tail).
+    """
+    ordered = sorted(tables, key=lambda t: (-t.data_length, t.schema, t.name))
+    return [chunk for table in ordered for chunk in plan_chunks(session, table, chunk_bytes)]
+
+
 def _whole_table(table: TableInfo) -> Chunk:
     if table.key_columns:
         log.warning(

@@ -21,7 +21,7 @@ import pytest
 
 from migrator.errors import PreflightFailed
 from migrator.mysql.checksum import compare_tables, row_counts
-from migrator.mysql.chunking import Chunk, plan_chunks, plan_chunks_by_rows, plan_value_ranges
+from migrator.mysql.chunking import Chunk, plan_chunks, plan_chunks_by_rows, plan_copy, plan_value_ranges
 from migrator.mysql.flavour import MARIADB_10_11
 from migrator.mysql.schema import (
     TableInfo,
@@ -359,7 +359,10 @@ VICTIMS = {
 
 @pytest.mark.parametrize("victim", sorted(VICTIMS))
 def test_loader_killed_mid_chunk_rolls_back_and_the_rerun_completes(
-    pair: tuple[LocalServer, LocalServer], sessions: tuple[MySQLSession, MySQLSession], tmp_path: Path, victim: str
+    pair: tuple[LocalServer, LocalServer],
+    sessions: tuple[MySQLSession, MySQLSession],
+    tmp_path: Path,
+    victim: str,
 ) -> None:
     """Either end of the LOAD DATA pipe dies mid-chunk: nothing of the chunk stays committed."""
     marker, said = VICTIMS[victim]
@@ -640,3 +643,18 @@ def test_without_local_infile_on_the_target_the_dump_pipe_and_row_path_copy_exac
     verify = compare_tables(admin_endpoint(snapshot), admin_endpoint(target), tables, chunk_rows=5000)
     assert verify.ok, verify.summary()
     assert_same_rows(snapshot, target, tables)
+
+
+def test_the_copy_plan_starts_with_the_largest_tables(sessions: tuple[MySQLSession, MySQLSession]) -> None:
+    snap, _ = sessions
+    tables = base_tables(snap, SCHEMAS)
+    plan = plan_copy(snap, tables, 64 * 1024)
+    order = list(dict.fromkeys(c.qualified_name for c in plan))
+    by_size = sorted(tables, key=lambda t: -t.data_length)
+    assert order[0] == by_size[0].qualified_name == "shop.orders"
+    assert [t.data_length for t in sorted(tables, key=lambda t: order.index(t.qualified_name))] == sorted(
+        (t.data_length for t in tables), reverse=True
+    )
+    assert sorted(plan, key=lambda c: c.chunk_id()) == sorted(
+        plan_all(snap, tables, 64 * 1024), key=lambda c: c.chunk_id()
+    )
