@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import shutil
 import subprocess
 import tempfile
@@ -300,6 +301,29 @@ def _wait_unreaped(
         time.sleep(0.05)
 
 
+def _read_until(
+    fh: IO[bytes], marker: bytes | None, deadline: float | None, monotonic: Callable[[], float]
+) -> bytes:
+    """Read a child's stdout until a line starting with ``marker`` is in (None: until EOF) or it ends.
+
+    Raises TimeoutError past ``deadline``.
+    """
+    out = b""
+    fd = fh.fileno()
+    while True:
+        complete_lines = out.split(b"\n")[:-1]
+        if marker is not None and any(line.startswith(marker) for line in complete_lines):
+            return out
+        wait = None if deadline is None else max(0.0, deadline - monotonic())
+        ready, _, _ = select.select([fd], [], [], wait)
+        if not ready:
+            raise TimeoutError
+        data = os.read(fd, 65536)
+        if not data:
+            return out
+        out += data
+
+
 def _tail(fh: IO[bytes]) -> str:
     fh.seek(0)
     return fh.read().decode("utf-8", "replace").strip()[-STDERR_LIMIT:]
@@ -483,7 +507,8 @@ class ChunkCopier:
         ]
 
     def loader_argv(self, defaults: Path) -> list[str]:
-        return [*self._client_argv(defaults), "--local-infile=1", "--skip-column-names"]
+        # --unbuffered: we read its "loaded" line before deciding on COMMIT; a pipe is block-buffered.
+        return [*self._client_argv(defaults), "--local-infile=1", "--skip-column-names", "--unbuffered"]
 
     def load_data_sql(self, chunk: Chunk, path: str) -> str:
         targets, sets = tsv_load_columns(self._table(chunk))
@@ -513,7 +538,8 @@ class ChunkCopier:
             "SET SESSION " + ", SESSION ".join(settings) + ";\n"
             "START TRANSACTION;\n"
             f"{self.load_data_sql(chunk, path)};\n"
-            "SELECT 'loaded', ROW_COUNT();\n"
+            # @@warning_count is the LOAD's here: a short line or a cut value only warns, even in strict mode.
+            "SELECT 'loaded', ROW_COUNT(), @@warning_count;\n"
         )
 
     def _load_data(self, chunk: Chunk, select_cnf: Path, load_cnf: Path) -> tuple[int, int]:
@@ -529,7 +555,6 @@ class ChunkCopier:
         with (
             tempfile.TemporaryFile() as select_err,
             tempfile.TemporaryFile() as load_err,
-            tempfile.TemporaryFile() as load_out,
         ):
             data_r, data_w = os.pipe()
             try:
@@ -548,7 +573,7 @@ class ChunkCopier:
                 loader = subprocess.Popen(
                     self.loader_argv(load_cnf),
                     stdin=subprocess.PIPE,
-                    stdout=load_out,
+                    stdout=subprocess.PIPE,
                     stderr=load_err,
                     pass_fds=(data_r,),
                 )
@@ -558,9 +583,11 @@ class ChunkCopier:
                 raise
             finally:
                 os.close(data_r)  # the loader holds it now; if the loader dies, the select gets SIGPIPE
-            assert loader.stdin is not None
+            assert loader.stdin is not None and loader.stdout is not None
             timed_out = False
             written: int | None = None
+            loaded: list[bytes] = []  # the loader's "loaded <rows> <warnings>" line, once seen
+            output = b""
             try:
                 with contextlib.suppress(
                     BrokenPipeError
@@ -570,10 +597,18 @@ class ChunkCopier:
                 _wait_unreaped(select, deadline, self.monotonic)
                 written = _written_bytes(select.pid)
                 select_rc = select.wait()
+                if select_rc == 0:
+                    output = _read_until(loader.stdout, b"loaded\t", deadline, self.monotonic)
+                    loaded = next(
+                        (ln.split(b"\t") for ln in output.splitlines() if ln.startswith(b"loaded\t")), []
+                    )
                 with contextlib.suppress(BrokenPipeError):
-                    if select_rc == 0:
+                    if len(loaded) == 3 and int(loaded[2]) == 0:
                         loader.stdin.write(b"COMMIT;\n")
+                    elif loaded:  # a value was truncated, a field missing...: keep nothing, say what
+                        loader.stdin.write(b"SHOW WARNINGS LIMIT 5;\n")
                     loader.stdin.close()
+                output += _read_until(loader.stdout, None, deadline, self.monotonic)
                 _wait_unreaped(loader, deadline, self.monotonic)
                 load_rc = loader.wait()
             except TimeoutError:
@@ -587,13 +622,10 @@ class ChunkCopier:
                     proc.wait()
                 raise
             finally:
-                with contextlib.suppress(OSError):
-                    loader.stdin.close()
+                for fh in (loader.stdin, loader.stdout):
+                    with contextlib.suppress(OSError):
+                        fh.close()
             select_text, load_text = _tail(select_err), _tail(load_err)
-            load_out.seek(0)
-            counts = dict(
-                line.split(b"\t", 1) for line in load_out.read().splitlines() if line.count(b"\t") == 1
-            )
         if timed_out:
             raise ChunkCopyFailed(
                 chunk,
@@ -607,11 +639,17 @@ class ChunkCopier:
             if load_rc != 0:
                 parts.append(f"{client} (LOAD DATA) exited {load_rc}: {load_text or '(no stderr)'}")
             raise ChunkCopyFailed(chunk, "; ".join(parts))
-        if b"loaded" not in counts:
-            raise ChunkCopyFailed(chunk, f"the loader committed but printed no row count: {load_text!r}")
+        if len(loaded) != 3:
+            raise ChunkCopyFailed(chunk, f"the loader printed no row count: {output[-500:]!r} {load_text}")
+        if int(loaded[2]) != 0:
+            warnings = output.decode("utf-8", "replace").split("loaded\t", 1)[-1].strip()[-STDERR_LIMIT:]
+            raise ChunkCopyFailed(
+                chunk,
+                f"LOAD DATA gave {int(loaded[2])} warning(s), so nothing of the chunk was kept: {warnings}",
+            )
         if select_text or load_text:
             self.log.warning("copy.tool_stderr", chunk=chunk.chunk_id(), dump=select_text, load=load_text)
-        return int(counts[b"loaded"]), written if written is not None else 0
+        return int(loaded[1]), written if written is not None else 0
 
     def _probe_local_infile(self) -> bool:
         if self.method not in ("auto", "load-data"):

@@ -658,3 +658,33 @@ def test_the_copy_plan_starts_with_the_largest_tables(sessions: tuple[MySQLSessi
     assert sorted(plan, key=lambda c: c.chunk_id()) == sorted(
         plan_all(snap, tables, 64 * 1024), key=lambda c: c.chunk_id()
     )
+
+
+class GarblingCopier(ChunkCopier):
+    """Its select sends one field too many per line, as a stream broken by an unescaped tab would."""
+
+    def select_argv(self, defaults: Path, chunk: Chunk) -> list[str]:
+        argv = super().select_argv(defaults, chunk)
+        argv[-1] = argv[-1].replace(" FROM ", ", 'stray' FROM ", 1)
+        return argv
+
+
+def test_a_load_that_warns_keeps_nothing_and_names_the_warning(
+    pair: tuple[LocalServer, LocalServer], sessions: tuple[MySQLSession, MySQLSession], tmp_path: Path
+) -> None:
+    snap, tgt = sessions
+    tables = [t for t in copy_schema(snap, tgt, SCHEMAS) if t.name == "tags"]
+    chunks = [c for c in plan_all(snap, tables, 10**12) if not c.is_indexes]
+    snapshot, target = pair
+    copier = GarblingCopier(
+        admin_endpoint(snapshot),
+        admin_endpoint(target),
+        MARIADB_10_11,
+        workers=1,
+        ledger=MemoryLedger(),
+        secrets_dir=tmp_path / "secrets",
+        attempts=1,
+    )
+    with pytest.raises(ChunkCopyFailed, match=r"LOAD DATA gave \d+ warning\(s\), so nothing of the chunk was kept"):
+        copier.copy(chunks)
+    assert tgt.value("SELECT COUNT(*) FROM shop.tags") == 0
