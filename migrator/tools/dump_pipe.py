@@ -626,19 +626,12 @@ class ChunkCopier:
                     with contextlib.suppress(OSError):
                         fh.close()
             select_text, load_text = _tail(select_err), _tail(load_err)
-        if timed_out:
-            raise ChunkCopyFailed(
-                chunk,
-                f"timed out after {self.chunk_timeout} s: the target may be stalled (a full disk makes the "
-                "server wait for space); see SHOW PROCESSLIST on the target, then `migrator run` resumes the copy",
-            )
-        if select_rc != 0 or load_rc != 0:
-            parts = []
-            if select_rc != 0:
-                parts.append(f"{client} (select) exited {select_rc}: {select_text or '(no stderr)'}")
-            if load_rc != 0:
-                parts.append(f"{client} (LOAD DATA) exited {load_rc}: {load_text or '(no stderr)'}")
-            raise ChunkCopyFailed(chunk, "; ".join(parts))
+        self._raise_for_tools(
+            chunk,
+            timed_out,
+            (f"{client} (select)", select_rc, select_text),
+            (f"{client} (LOAD DATA)", load_rc, load_text),
+        )
         if len(loaded) != 3:
             raise ChunkCopyFailed(chunk, f"the loader printed no row count: {output[-500:]!r} {load_text}")
         if int(loaded[2]) != 0:
@@ -778,23 +771,25 @@ class ChunkCopier:
                     proc.wait()
                 raise
             dump_text, load_text = _tail(dump_err), _tail(load_err)
+        self._raise_for_tools(
+            chunk, timed_out, (first_name, dump_rc, dump_text), (second_name, load_rc, load_text)
+        )
+        if dump_text or load_text:
+            # Both exited 0, so the chunk committed; what they said is kept for the operator.
+            self.log.warning("copy.tool_stderr", chunk=chunk.chunk_id(), dump=dump_text, load=load_text)
+        return written if written is not None else 0
+
+    def _raise_for_tools(self, chunk: Chunk, timed_out: bool, *tools: tuple[str, int, str]) -> None:
+        """ChunkCopyFailed naming the timeout or each tool (name, exit code, stderr) that did not exit 0."""
         if timed_out:
             raise ChunkCopyFailed(
                 chunk,
                 f"timed out after {self.chunk_timeout} s: the target may be stalled (a full disk makes the "
                 "server wait for space); see SHOW PROCESSLIST on the target, then `migrator run` resumes the copy",
             )
-        if dump_rc != 0 or load_rc != 0:
-            parts = []
-            if dump_rc != 0:
-                parts.append(f"{first_name} exited {dump_rc}: {dump_text or '(no stderr)'}")
-            if load_rc != 0:
-                parts.append(f"{second_name} exited {load_rc}: {load_text or '(no stderr)'}")
-            raise ChunkCopyFailed(chunk, "; ".join(parts))
-        if dump_text or load_text:
-            # Both exited 0, so the chunk committed; what they said is kept for the operator.
-            self.log.warning("copy.tool_stderr", chunk=chunk.chunk_id(), dump=dump_text, load=load_text)
-        return written if written is not None else 0
+        failed = [f"{name} exited {rc}: {text or '(no stderr)'}" for name, rc, text in tools if rc != 0]
+        if failed:
+            raise ChunkCopyFailed(chunk, "; ".join(failed))
 
     def add_deferred_indexes(self, chunk: Chunk) -> int:
         """The table's deferred secondary indexes that the target lacks, in one ALTER; returns how many."""
