@@ -180,7 +180,8 @@ def copier_for(
     pair: tuple[LocalServer, LocalServer], tmp_path: Path, ledger: MemoryLedger, **kwargs: Any
 ) -> ChunkCopier:
     snapshot, target = pair
-    return ChunkCopier(
+    copier_class: type[ChunkCopier] = kwargs.pop("copier_class", ChunkCopier)
+    return copier_class(
         admin_endpoint(snapshot),
         admin_endpoint(target),
         MARIADB_10_11,
@@ -675,16 +676,7 @@ def test_a_load_that_warns_keeps_nothing_and_names_the_warning(
     snap, tgt = sessions
     tables = [t for t in copy_schema(snap, tgt, SCHEMAS) if t.name == "tags"]
     chunks = [c for c in plan_all(snap, tables, 10**12) if not c.is_indexes]
-    snapshot, target = pair
-    copier = GarblingCopier(
-        admin_endpoint(snapshot),
-        admin_endpoint(target),
-        MARIADB_10_11,
-        workers=1,
-        ledger=MemoryLedger(),
-        secrets_dir=tmp_path / "secrets",
-        attempts=1,
-    )
+    copier = copier_for(pair, tmp_path, MemoryLedger(), copier_class=GarblingCopier, workers=1, attempts=1)
     with pytest.raises(ChunkCopyFailed, match=r"LOAD DATA gave \d+ warning\(s\), so nothing of the chunk was kept"):
         copier.copy(chunks)
     assert tgt.value("SELECT COUNT(*) FROM shop.tags") == 0
