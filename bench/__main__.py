@@ -80,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         with MySQLSession(src) as s:
             if reuse:
                 counts = dataset.counts(s)
+                dataset.warm(s)
             else:
                 counts = dataset.build(s, args.size_mb)
                 if args.reuse_source:

@@ -67,7 +67,8 @@ def run_copy(
         with MySQLSession(snapshot) as snap, MySQLSession(target) as tgt:
             copy_schema(snap, tgt, schemas)
             if not journal.chunk_plan():
-                chunks = plan_copy(snap, base_tables(snap, schemas), chunk_mb * 1024 * 1024)
+                chunks = plan_copy(snap, base_tables(snap, schemas), chunk_mb * 1024 * 1024, workers=workers,
+                                   connect=lambda: MySQLSession(snapshot))
                 journal.save_chunk_plan([(c.chunk_id(), c.schema, c.table, c.to_json()) for c in chunks])
         plan = [Chunk.from_json(spec) for _, spec in journal.chunk_plan()]
         copier = ChunkCopier(

@@ -67,7 +67,13 @@ def run(ctx: StepContext) -> dict[str, Any]:
         with ctx.snapshot() as snapshot:
             copy_schema(snapshot, target, schemas)
             if not ctx.journal.chunk_plan():
-                chunks = plan_copy(snapshot, base_tables(snapshot, schemas), cfg.copy.chunk_mb * 1024 * 1024)
+                chunks = plan_copy(
+                    snapshot,
+                    base_tables(snapshot, schemas),
+                    cfg.copy.chunk_mb * 1024 * 1024,
+                    workers=cfg.copy.workers,
+                    connect=ctx.snapshot,
+                )
                 ctx.journal.save_chunk_plan([(c.chunk_id(), c.schema, c.table, c.to_json()) for c in chunks])
     plan = [Chunk.from_json(spec) for _, spec in ctx.journal.chunk_plan()]
 

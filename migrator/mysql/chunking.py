@@ -12,6 +12,7 @@ import datetime as dt
 import hashlib
 import json
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -300,15 +301,42 @@ def plan_chunks(
     return chunks
 
 
-def plan_copy(session: MySQLSession, tables: Sequence[TableInfo], chunk_bytes: int) -> list[Chunk]:
-    """Step 6's plan: every table's chunks, largest tables first.
+def plan_copy(
+    session: MySQLSession,
+    tables: Sequence[TableInfo],
+    chunk_bytes: int,
+    *,
+    workers: int = 1,
+    connect: Callable[[], MySQLSession] | None = None,
+) -> list[Chunk]:
+    """Step 6's plan: every table's chunks, tables with deferred indexes first, largest first.
 
     Workers take chunks in this order, and a table's index build starts once its rows are in: with
     the big tables first, their index builds overlap the small tables' loads instead of being the
-    last thing left running (largest-first is the classic cure for a long tail).
+    last thing left running (largest-first is the classic cure for a long tail), and a table with
+    no index to build goes last, so no index build is left alone at the end when one can overlap.
+
+    With ``workers`` > 1 and ``connect`` (a new snapshot session, used as a context manager), that
+    many tables are planned at once: walking a key is one server thread's work per table, and
+    planning ran alone before the copy began (3.7 s of a 32 s copy in the bench, one core idle).
     """
-    ordered = sorted(tables, key=lambda t: (-t.data_length, t.schema, t.name))
-    return [chunk for table in ordered for chunk in plan_chunks(session, table, chunk_bytes)]
+    if workers > 1 and connect is not None and len(tables) > 1:
+
+        def plan_one(table: TableInfo) -> list[Chunk]:
+            assert connect is not None
+            with connect() as own:
+                return plan_chunks(own, table, chunk_bytes)
+
+        with ThreadPoolExecutor(max_workers=min(workers, len(tables)), thread_name_prefix="plan") as pool:
+            planned = list(pool.map(plan_one, tables))
+    else:
+        planned = [plan_chunks(session, table, chunk_bytes) for table in tables]
+
+    def order(pair: tuple[TableInfo, list[Chunk]]) -> tuple[bool, int, str, str]:
+        table, chunks = pair
+        return (not any(c.is_indexes for c in chunks), -table.data_length, table.schema, table.name)
+
+    return [chunk for _, chunks in sorted(zip(tables, planned, strict=True), key=order) for chunk in chunks]
 
 
 def _whole_table(table: TableInfo) -> Chunk:

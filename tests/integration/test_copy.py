@@ -646,16 +646,27 @@ def test_without_local_infile_on_the_target_the_dump_pipe_and_row_path_copy_exac
     assert_same_rows(snapshot, target, tables)
 
 
-def test_the_copy_plan_starts_with_the_largest_tables(sessions: tuple[MySQLSession, MySQLSession]) -> None:
+@pytest.mark.parametrize("workers", [1, 3])
+def test_the_copy_plan_takes_tables_with_indexes_to_build_first_largest_first(
+    pair: tuple[LocalServer, LocalServer], sessions: tuple[MySQLSession, MySQLSession], workers: int
+) -> None:
     snap, _ = sessions
     tables = base_tables(snap, SCHEMAS)
-    plan = plan_copy(snap, tables, 64 * 1024)
-    order = list(dict.fromkeys(c.qualified_name for c in plan))
-    by_size = sorted(tables, key=lambda t: -t.data_length)
-    assert order[0] == by_size[0].qualified_name == "shop.orders"
-    assert [t.data_length for t in sorted(tables, key=lambda t: order.index(t.qualified_name))] == sorted(
-        (t.data_length for t in tables), reverse=True
+    plan = plan_copy(
+        snap, tables, 64 * 1024, workers=workers, connect=lambda: MySQLSession(admin_endpoint(pair[0]))
     )
+    order = list(dict.fromkeys(c.qualified_name for c in plan))
+    builds = {c.qualified_name for c in plan if c.is_indexes}
+    by_name = {t.qualified_name: t for t in tables}
+    assert builds and len(builds) < len(tables)  # both kinds are present, so the order is tested
+    # Every table that ends with an index build comes before every table that does not ...
+    assert [name in builds for name in order] == sorted((name in builds for name in order), reverse=True)
+    # ... and within each kind, larger tables come first.
+    for kind in (True, False):
+        sizes = [by_name[name].data_length for name in order if (name in builds) is kind]
+        assert sizes == sorted(sizes, reverse=True)
+    assert order[0] == "shop.orders"
+    # Planned in parallel or not, the chunks are the serial planner's, table by table.
     assert sorted(plan, key=lambda c: c.chunk_id()) == sorted(
         plan_all(snap, tables, 64 * 1024), key=lambda c: c.chunk_id()
     )
