@@ -54,6 +54,7 @@ from migrator.tools.binlog_text import (
     parse,
     statement_tables,
 )
+from migrator.tools.read_ahead import ReadAhead
 
 POSITION_SCHEMA = "_migrator"
 POSITION_TABLE = f"{quote_identifier(POSITION_SCHEMA)}.`apply_position`"
@@ -92,10 +93,15 @@ class ApplyProgress:
     ddl: int = 0
 
 
+_GTID_SESSION_NEEDLES = tuple(b"@@session." + v + b"=" for v in _GTID_SESSION_VARIABLES)
+
+
 def is_gtid_session_statement(sql: bytes) -> bool:
     lowered = sql.lower()
-    return b"set @@session." in lowered and any(b"@@session." + v + b"=" in lowered.replace(b" ", b"")
-                                                 for v in _GTID_SESSION_VARIABLES)
+    if b"set @@session." not in lowered:
+        return False
+    compact = lowered.replace(b" ", b"")
+    return any(needle in compact for needle in _GTID_SESSION_NEEDLES)
 
 
 def _clean(sql: bytes) -> bytes:
@@ -295,8 +301,9 @@ class BinlogApplier:
         with tempfile.TemporaryFile() as stderr:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr)
             assert proc.stdout is not None
+            ahead = ReadAhead(parse(proc.stdout))  # parses while we wait on the target
             try:
-                for unit in parse(proc.stdout):
+                for unit in ahead:
                     end = getattr(unit, "end_pos", None)
                     if end is not None and stop_at is not None and _after((file, end), stop_at):
                         stopped = True
@@ -308,6 +315,7 @@ class BinlogApplier:
             finally:
                 if not read_all and proc.poll() is None:
                     proc.kill()  # we stop reading early: the tool would block on a full pipe
+                ahead.close()  # its parsing ends with the tool's output
                 proc.stdout.close()
                 proc.wait()
             stderr.seek(0)
@@ -402,12 +410,20 @@ class BinlogApplier:
         """('apply'|'skip'|'conflict', reason)."""
         if tx.rolled_back:
             return "skip", "rolled back on the source"
-        for query in tx.queries:
+        queries = tx.queries
+        if not queries and len(tx.tables) == 1:  # the common row-based case, decided without sets
+            ((schema, table),) = tx.tables
+            if schema == "mysql" and table.startswith("rds_"):
+                return "skip", "RDS internal table (mysql.rds_*)"
+            if schema in self.schemas:
+                return "apply", ""
+            return "skip", f"schemas not migrated: {[schema]}"
+        for query in queries:
             kind = account_statement_kind(query.sql)
             if kind is not None:
                 return "skip", f"account:{kind}"
         named: set[tuple[str | None, str | None]] = set(tx.tables)
-        for query in tx.queries:
+        for query in queries:
             named |= statement_tables(query.sql, query.db)
         rds = {t for t in named if t[0] == "mysql" and (t[1] or "").startswith("rds_")}
         schemas = {t[0] for t in named - rds if t[0] is not None}

@@ -174,15 +174,16 @@ class _Parser:
         self.tx: _OpenTransaction | None = None
         self.pending_gtid: _PendingGtid | None = None  # a GTID event whose Query event is still to come
         self.footer_seen = False
+        self.out: list[Unit] = []  # units completed by the last line fed, in order
 
     # --- lines -------------------------------------------------------------------------------
-    def feed(self, line: bytes) -> Iterator[Unit]:
+    def feed(self, line: bytes) -> None:
         line = line.rstrip(b"\n")
         if self.statement_lines:
-            yield from self._statement_line(line)
+            self._statement_line(line)
             return
         if line.startswith(b"#"):
-            yield from self._comment(line)
+            self._comment(line)
             return
         if not line.strip():
             return
@@ -190,63 +191,66 @@ class _Parser:
         if delimiter:
             self.delimiter = delimiter.group(1)
             return
-        yield from self._statement_line(line)
+        self._statement_line(line)
 
-    def _statement_line(self, line: bytes) -> Iterator[Unit]:
+    def _statement_line(self, line: bytes) -> None:
         self.statement_lines.append(line)
         if not line.endswith(self.delimiter):
             return
         text = b"\n".join(self.statement_lines)[: -len(self.delimiter)]
         self.statement_lines = []
         text = text[:-1] if text.endswith(b"\n") else text
-        yield from self._statement(text)
+        self._statement(text)
 
-    def _comment(self, line: bytes) -> Iterator[Unit]:
-        at = _AT.match(line)
-        if at:
-            self.last_at = int(at.group(1))
-            return
-        header = _HEADER.match(line)
-        if header:
-            yield from self._close_event()
-            self.event = _Event(at=self.last_at, end_pos=int(header.group(2)), text=header.group(3).strip())
-            return
-        if line.startswith(FOOTER):
-            yield from self._close_event()
-            self.footer_seen = True
+    def _comment(self, line: bytes) -> None:
+        # By the second byte first: most comment lines are "# at N", event headers ("#YYMMDD ...")
+        # or ones we ignore ("#Q> ...", "# Number of rows"), and a regex per line cost.
+        second = line[1:2]
+        if second.isdigit():
+            header = _HEADER.match(line)
+            if header:
+                self._close_event()
+                self.event = _Event(at=self.last_at, end_pos=int(header.group(2)), text=header.group(3).strip())
+        elif second == b" ":
+            if line.startswith(b"# at "):
+                at = _AT.match(line)
+                if at:
+                    self.last_at = int(at.group(1))
+            elif line.startswith(FOOTER):
+                self._close_event()
+                self.footer_seen = True
 
-    def _statement(self, sql: bytes) -> Iterator[Unit]:
+    def _statement(self, sql: bytes) -> None:
         if self.event is not None:
             self.event.statements.append(sql)
             return
         # Outside any event: the tool's preamble and trailer (PSEUDO_SLAVE_MODE, COMPLETION_TYPE).
         if _keyword(sql).startswith(b"ROLLBACK"):
             return
-        yield SessionStatement(sql)
+        self.out.append(SessionStatement(sql))
 
-    def finish(self) -> Iterator[Unit]:
+    def finish(self) -> None:
         if self.footer_seen:
             return
         # No footer: the tool stopped mid-output; the last event may be half printed. Drop it.
         self.event = None
         self.statement_lines = []
-        yield from ()
 
     # --- events ------------------------------------------------------------------------------
-    def _close_event(self) -> Iterator[Unit]:
+    def _close_event(self) -> None:
         event, self.event = self.event, None
         if event is None:
             return
         if event.kind(b"Start:", b"Format_desc"):
-            yield from self._format_description(event)
+            self._format_description(event)
         elif event.kind(b"GTID", b"Anonymous_GTID"):
-            yield from self._gtid(event)
+            self._gtid(event)
         elif event.kind(b"Query"):
-            yield from self._query(event)
+            self._query(event)
         elif event.kind(b"Xid", b"XID"):
             if self.tx is not None:
                 tx, self.tx = self.tx, None
-                yield tx.close(event.end_pos)
+                self.out.append(tx.close(event.end_pos))
         elif event.kind(b"Table_map"):
             match = _TABLE_MAP.search(event.text)
             if match is None:
@@ -261,27 +265,27 @@ class _Parser:
         elif event.kind(b"Annotate_rows"):
             return
         elif event.kind(*_CONTEXT_EVENTS):
-            yield from self._context(event.statements)
+            self._context(event.statements)
         elif event.kind(b"Incident"):
-            yield Incident(event.end_pos, event.text.decode("utf-8", "replace"))
+            self.out.append(Incident(event.end_pos, event.text.decode("utf-8", "replace")))
         elif event.kind(*_MARKER_EVENTS):
             if self.tx is None:
                 name = next(m for m in _MARKER_EVENTS if event.text.startswith(m))
-                yield PositionMarker(event.end_pos, name.decode("ascii"))
+                self.out.append(PositionMarker(event.end_pos, name.decode("ascii")))
         elif event.statements:
             raise BinlogParseError(
                 f"event {event.text[:80]!r} at {event.at} has statements this parser cannot replay"
             )
 
-    def _context(self, statements: list[bytes]) -> Iterator[Unit]:
+    def _context(self, statements: list[bytes]) -> None:
         """SETs that precede a statement (user variables, INSERT_ID): inside a transaction or before a DDL."""
         for sql in statements:
             if self.tx is not None:
                 self.tx.statements.append(Statement(sql))
             else:
-                yield SessionStatement(sql)
+                self.out.append(SessionStatement(sql))
 
-    def _format_description(self, event: _Event) -> Iterator[Unit]:
+    def _format_description(self, event: _Event) -> None:
         # A new file (or the tool's reprint of the file's header): a transaction still open came
         # from a source that crashed mid-write and was rolled back there.
         self.tx = None
@@ -289,10 +293,10 @@ class _Parser:
         for sql in event.statements:
             if _keyword(sql).startswith(b"ROLLBACK"):
                 continue
-            yield SessionStatement(sql, is_format_description=sql.lstrip().upper().startswith(b"BINLOG"))
-        yield PositionMarker(event.end_pos, "Format_desc")
+            self.out.append(SessionStatement(sql, is_format_description=sql.lstrip().upper().startswith(b"BINLOG")))
+        self.out.append(PositionMarker(event.end_pos, "Format_desc"))
 
-    def _gtid(self, event: _Event) -> Iterator[Unit]:
+    def _gtid(self, event: _Event) -> None:
         self.tx = None  # a GTID while a transaction is open: the previous one never committed
         match = _GTID_MARIADB.match(event.text)
         gtid = match.group(1).decode("ascii") if match else None
@@ -304,7 +308,7 @@ class _Parser:
             next_gtid = _GTID_NEXT.search(sql)  # MySQL prints its GTID as SET GTID_NEXT
             if next_gtid and next_gtid.group(1).upper() not in (b"AUTOMATIC", b"ANONYMOUS"):
                 gtid = next_gtid.group(1).decode("ascii")
-            yield SessionStatement(sql)
+            self.out.append(SessionStatement(sql))
         flagged_ddl = bool(match and b"ddl" in match.group(2).split())
         if starts_transaction:
             self.tx = _OpenTransaction(event.at, gtid, flagged_ddl)
@@ -326,7 +330,7 @@ class _Parser:
             return [], None
         return prefix[:-1], prefix[-1]
 
-    def _query(self, event: _Event) -> Iterator[Unit]:
+    def _query(self, event: _Event) -> None:
         prefix, text = self._query_parts(event)
         if text is None:
             return
@@ -335,15 +339,15 @@ class _Parser:
             self.tx.statements.extend(Statement(s) for s in prefix)
             if keyword == b"COMMIT":
                 tx, self.tx = self.tx, None
-                yield tx.close(event.end_pos)
+                self.out.append(tx.close(event.end_pos))
             elif keyword == b"ROLLBACK":
                 tx, self.tx = self.tx, None
-                yield tx.close(event.end_pos, rolled_back=True)
+                self.out.append(tx.close(event.end_pos, rolled_back=True))
             else:
                 self.tx.statements.append(Statement(text, self.default_db, is_query=True))
             return
         for sql in prefix:
-            yield SessionStatement(sql)
+            self.out.append(SessionStatement(sql))
         pending, self.pending_gtid = self.pending_gtid, None
         start_pos = pending.start_pos if pending else event.at
         gtid = pending.gtid if pending else None
@@ -352,21 +356,30 @@ class _Parser:
             return
         if keyword in (b"COMMIT", b"ROLLBACK"):
             return  # a stray end (the stream started inside a transaction): nothing to replay
-        yield Transaction(
-            start_pos=start_pos,
-            end_pos=event.end_pos,
-            statements=(Statement(text, self.default_db, is_query=True),),
-            gtid=gtid,
-            is_ddl=(pending.flagged_ddl if pending else False) or not is_dml(text),
+        self.out.append(
+            Transaction(
+                start_pos=start_pos,
+                end_pos=event.end_pos,
+                statements=(Statement(text, self.default_db, is_query=True),),
+                gtid=gtid,
+                is_ddl=(pending.flagged_ddl if pending else False) or not is_dml(text),
+            )
         )
 
 
 def parse(lines: Iterable[bytes]) -> Iterator[Unit]:
     """Units in stream order from the tool's output lines (bytes, with or without trailing newlines)."""
     parser = _Parser()
+    out = parser.out
+    # Units are appended to one list rather than yielded through nested generators: most lines
+    # complete nothing, and a generator per line was a third of the applier's CPU.
     for line in lines:
-        yield from parser.feed(line)
-    yield from parser.finish()
+        parser.feed(line)
+        if out:
+            yield from out
+            out.clear()
+    parser.finish()
+    yield from out
 
 
 # --- what a statement's text touches (statement-based events and DDL; row events name their tables) ------
