@@ -137,7 +137,10 @@ case "$mode" in
     say "mypy"
     .venv/bin/mypy
     say "pytest"
-    exec .venv/bin/python -m pytest -q "$@"
+    # Two workers (pytest-xdist): a test mostly waits on its own throwaway servers, so one process
+    # kept the two cores 37% busy; two cut the suite from 9.5 to 6 minutes here. `-n 0` after the
+    # command runs it in one process.
+    exec .venv/bin/python -m pytest -q -n 2 "$@"
     ;;
   bench)
     exec .venv/bin/python -m bench "$@"
