@@ -127,6 +127,29 @@ if [ "$(cat "$stamp" 2>/dev/null || true)" != "$wanted" ] || [ ! -x .venv/bin/mi
   printf '%s\n' "$wanted" >"$stamp"
 fi
 
+# The copy's fast select (migrator/tools/select_tsv.c, linked against MariaDB Connector/C), rebuilt
+# when its source changed. Optional: without it the copy reads rows through `mariadb --batch`, which
+# costs the machine about 15% more CPU per copied byte.
+select_src=migrator/tools/select_tsv.c
+select_bin=.venv/bin/migrator-select-tsv
+select_stamp=.venv/.select-tsv-stamp
+select_wanted=$(sha256sum "$select_src" | awk '{print $1}')
+if [ "$(cat "$select_stamp" 2>/dev/null || true)" != "$select_wanted" ] || [ ! -x "$select_bin" ]; then
+  if ! command -v mariadb_config >/dev/null 2>&1 || ! command -v cc >/dev/null 2>&1; then
+    (apt_install libmariadb-dev gcc libc6-dev) || true
+  fi
+  say "building $select_bin"
+  # shellcheck disable=SC2046 # mariadb_config prints several flags
+  if command -v mariadb_config >/dev/null 2>&1 &&
+    cc -O2 -Wall -o "$select_bin.tmp" "$select_src" $(mariadb_config --cflags --libs); then
+    mv "$select_bin.tmp" "$select_bin"
+    printf '%s\n' "$select_wanted" >"$select_stamp"
+  else
+    rm -f "$select_bin.tmp"
+    say "could not build $select_bin (needs cc and libmariadb-dev): the copy uses the mariadb client instead"
+  fi
+fi
+
 case "$mode" in
   demo)
     exec .venv/bin/migrator demo "$@"

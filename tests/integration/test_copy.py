@@ -32,7 +32,14 @@ from migrator.mysql.schema import (
 )
 from migrator.mysql.session import MySQLSession
 from migrator.platforms.local_server import LocalServer
-from migrator.tools.dump_pipe import ChunkCopier, ChunkCopyFailed, CopyProgress, MemoryLedger
+from migrator.tools.dump_pipe import (
+    SELECT_TSV,
+    ChunkCopier,
+    ChunkCopyFailed,
+    CopyProgress,
+    MemoryLedger,
+    find_select_tsv,
+)
 from tests.conftest import MakeServer, admin_endpoint
 
 SCHEMAS = ("shop", "audit-log")
@@ -53,6 +60,10 @@ TAG_NAMES = [
     "nul\x00inside",
     "%_wild",
     "`tick`",
+    "NULL",  # the word, not SQL NULL: `mariadb --batch` prints both alike
+    "\\N",  # what LOAD DATA reads as SQL NULL, unless escaped
+    "line\nbreak\r\n",
+    "\\t not a tab",
 ]
 
 DATASET = [
@@ -252,9 +263,15 @@ def test_copy_schema_is_idempotent_and_refuses_a_different_table(
         copy_schema(snap, tgt, SCHEMAS)
 
 
+@pytest.mark.parametrize("fast_select", [True, False], ids=["select-tsv", "select-client"])
 def test_parallel_copy_of_the_rich_dataset(
-    pair: tuple[LocalServer, LocalServer], sessions: tuple[MySQLSession, MySQLSession], tmp_path: Path
+    pair: tuple[LocalServer, LocalServer],
+    sessions: tuple[MySQLSession, MySQLSession],
+    tmp_path: Path,
+    fast_select: bool,
 ) -> None:
+    if fast_select:
+        needs_select_tsv()
     snapshot, target = pair
     snap, tgt = sessions
     tables = copy_schema(snap, tgt, SCHEMAS)
@@ -262,7 +279,9 @@ def test_parallel_copy_of_the_rich_dataset(
     assert sum(1 for c in chunks if c.table == "orders") > 20
     progress: list[CopyProgress] = []
     ledger = MemoryLedger()
-    copier = copier_for(pair, tmp_path, ledger, on_progress=progress.append)
+    copier = copier_for(pair, tmp_path, ledger, on_progress=progress.append, fast_select=fast_select)
+    argv = copier.select_argv(tmp_path / "x.cnf", chunks[0])
+    assert any(Path(arg).name == (SELECT_TSV if fast_select else "mariadb") for arg in argv)
     report = copier.copy(chunks)
     # The target allows LOCAL INFILE: every table goes through LOAD DATA, FLOAT ones included.
     assert {copier.method_for(c) for c in chunks if not c.is_indexes} == {"load-data"}
@@ -352,10 +371,17 @@ def _children(name: str, with_arg: bytes | None = None) -> list[int]:
     return found
 
 
+# victim: (process name, an argument it has, what the failure says, the copier's fast_select)
 VICTIMS = {
-    "loader": (b"--local-infile=1", "mariadb (LOAD DATA) exited -9"),
-    "select": (b"--quick", "mariadb (select) exited -9"),
+    "loader": ("mariadb", b"--local-infile=1", "mariadb (LOAD DATA) exited -9", True),
+    "select-client": ("mariadb", b"--quick", "mariadb (select) exited -9", False),
+    "select-tsv": (SELECT_TSV, None, f"{SELECT_TSV} (select) exited -9", True),
 }
+
+
+def needs_select_tsv() -> None:
+    if find_select_tsv() is None:
+        pytest.skip(f"{SELECT_TSV} is not built: scripts/bootstrap.sh builds it")
 
 
 @pytest.mark.parametrize("victim", sorted(VICTIMS))
@@ -366,7 +392,9 @@ def test_loader_killed_mid_chunk_rolls_back_and_the_rerun_completes(
     victim: str,
 ) -> None:
     """Either end of the LOAD DATA pipe dies mid-chunk: nothing of the chunk stays committed."""
-    marker, said = VICTIMS[victim]
+    name, marker, said, fast_select = VICTIMS[victim]
+    if victim == "select-tsv":
+        needs_select_tsv()
     snapshot, target = pair
     snap, tgt = sessions
     snap.execute("CREATE TABLE shop.big (id INT PRIMARY KEY, body LONGBLOB)")
@@ -387,7 +415,7 @@ def test_loader_killed_mid_chunk_rolls_back_and_the_rerun_completes(
                 "SELECT COUNT(*) FROM information_schema.PROCESSLIST"
                 " WHERE INFO LIKE 'INSERT INTO `big`%' OR INFO LIKE 'LOAD DATA %`big`%'"
             )
-            pids = _children("mariadb", marker)
+            pids = _children(name, marker)
             if pids and inserting:
                 os.kill(pids[0], signal.SIGKILL)
                 killed.append(pids[0])
@@ -397,7 +425,7 @@ def test_loader_killed_mid_chunk_rolls_back_and_the_rerun_completes(
         watcher = threading.Thread(target=kill_loader)
         watcher.start()
         with pytest.raises(ChunkCopyFailed) as failure:
-            copier_for(pair, tmp_path, ledger, workers=1, attempts=1).copy(chunks)
+            copier_for(pair, tmp_path, ledger, workers=1, attempts=1, fast_select=fast_select).copy(chunks)
         watcher.join()
     assert killed, f"the {victim} was never seen running"
     message = str(failure.value)

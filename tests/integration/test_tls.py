@@ -15,6 +15,7 @@ from migrator.mysql.session import MySQLSession
 from migrator.platforms.local_server import find_binary
 from migrator.secrets import Secret
 from migrator.tools.defaults_file import DefaultsFile
+from migrator.tools.dump_pipe import SELECT_TSV, find_select_tsv
 from tests.conftest import ADMIN_PASSWORD, ADMIN_USER, MakeServer
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed")
@@ -82,3 +83,24 @@ def test_command_line_tools_use_tls_from_the_defaults_file(tls_server: tuple[int
     assert result.returncode == 0, result.stderr
     assert result.stdout.split("\t")[1].strip()
     assert not cnf.parent.exists()  # removed on exit
+
+
+def test_the_fast_select_uses_tls_and_verifies_the_ca(tls_server: tuple[int, Path], tmp_path: Path) -> None:
+    tool = find_select_tsv()
+    if tool is None:
+        pytest.skip(f"{SELECT_TSV} is not built: scripts/bootstrap.sh builds it")
+    port, ca = tls_server
+    query = "--execute=SELECT VARIABLE_VALUE FROM information_schema.SESSION_STATUS WHERE VARIABLE_NAME = 'Ssl_cipher'"
+    with DefaultsFile(endpoint(port, Tls(ca_file=ca, verify_identity=True)), parent=tmp_path) as cnf:
+        result = subprocess.run([tool, f"--defaults-extra-file={cnf}", "--ssl", query],
+                                capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() not in ("", "\\N")  # a cipher was negotiated
+    other = tmp_path / "other"
+    other.mkdir()
+    _key, other_ca = make_ca(other, "other")
+    with DefaultsFile(endpoint(port, Tls(ca_file=other_ca, verify_identity=True)), parent=tmp_path) as cnf:
+        refused = subprocess.run([tool, f"--defaults-extra-file={cnf}", "--ssl", query],
+                                 capture_output=True, text=True, check=False)
+    assert refused.returncode == 1
+    assert refused.stderr.startswith("ERROR 2026"), refused.stderr  # the TLS handshake failed
