@@ -55,6 +55,7 @@ class WorkloadStats:
     update_misses: int  # acknowledged UPDATEs that matched no row: an acknowledged row is gone
     longest_gap_s: float  # longest time between two successful writes: the pause the app saw
     longest_gap_between: tuple[str, str] | None  # servers before and after that gap
+    switch_gap_s: float | None  # time between the last write on one server and the first on the next
     last_server: str | None  # host:port that served the last successful write
     ok_by_server: dict[str, int]
     running: bool
@@ -169,6 +170,7 @@ class WriteWorkload:
         self._last_server: str | None = None
         self._longest_gap = 0.0
         self._longest_gap_between: tuple[str, str] | None = None
+        self._switch_gap: float | None = None
         self._failing_since: float | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -220,6 +222,7 @@ class WriteWorkload:
                 update_misses=self._update_misses,
                 longest_gap_s=self._longest_gap,
                 longest_gap_between=self._longest_gap_between,
+                switch_gap_s=self._switch_gap,
                 last_server=self._last_server,
                 ok_by_server=dict(self._ok_by_server),
                 running=self._thread is not None and self._thread.is_alive(),
@@ -328,6 +331,8 @@ class WriteWorkload:
             if gap > self._longest_gap:
                 self._longest_gap = gap
                 self._longest_gap_between = (self._last_server or "?", server)
+            if self._last_server is not None and server != self._last_server:
+                self._switch_gap = gap
         self._last_ok_at = now
         self._last_server = server
 

@@ -188,8 +188,10 @@ def test_workload_follows_the_dns_switch_and_verify_catches_tampering(
         f"(freeze to switch {switched_at - frozen_at:.3f} s)"
     )
     assert stats.last_server == address(target)
-    assert stats.longest_gap_between == (address(source), address(target))
-    assert stats.longest_gap_s >= switched_at - frozen_at
+    # The writer saw the cut-over as one gap from its last source write to its first target write. Not
+    # necessarily its longest: on a busy machine (tests run two at a time) a write may stall for longer.
+    assert stats.switch_gap_s is not None and stats.switch_gap_s >= switched_at - frozen_at
+    assert stats.longest_gap_s >= stats.switch_gap_s
     assert stats.ops_failed[1290] >= 3
     assert stats.update_misses == 0
 
