@@ -70,6 +70,7 @@ class TableInfo:
     rows_estimate: int
     avg_row_length: int
     data_length: int
+    index_length: int = 0  # the secondary indexes' bytes on the source (InnoDB's INDEX_LENGTH)
     # Without a key: a non-unique index on NOT NULL columns the copy can still split by value
     # ranges (every row with a given value falls in one range), so a keyless table loads in parallel.
     range_index: str | None = None
@@ -118,7 +119,7 @@ def base_tables(session: MySQLSession, schemas: Sequence[str]) -> list[TableInfo
     ph = _placeholders(schemas)
     tables = session.rows(
         "SELECT TABLE_SCHEMA, TABLE_NAME, COALESCE(ENGINE, ''), COALESCE(TABLE_ROWS, 0),"
-        " COALESCE(AVG_ROW_LENGTH, 0), COALESCE(DATA_LENGTH, 0)"
+        " COALESCE(AVG_ROW_LENGTH, 0), COALESCE(DATA_LENGTH, 0), COALESCE(INDEX_LENGTH, 0)"
         f" FROM information_schema.TABLES WHERE TABLE_SCHEMA IN ({ph}) AND TABLE_TYPE = 'BASE TABLE'"
         " ORDER BY TABLE_SCHEMA, TABLE_NAME",
         list(schemas),
@@ -152,7 +153,7 @@ def base_tables(session: MySQLSession, schemas: Sequence[str]) -> list[TableInfo
         by_name.setdefault(str(index), []).append((int(seq), str(column), sub_part is not None))
 
     result = []
-    for schema, table, engine, rows, avg, data in tables:
+    for schema, table, engine, rows, avg, data, index_bytes in tables:
         cols = tuple(columns.get((schema, table), []))
         key_name, key_cols = _choose_key(cols, indexes.get((schema, table), {}))
         range_name: str | None = None
@@ -172,6 +173,7 @@ def base_tables(session: MySQLSession, schemas: Sequence[str]) -> list[TableInfo
                 rows_estimate=int(rows),
                 avg_row_length=int(avg),
                 data_length=int(data),
+                index_length=int(index_bytes),
                 range_index=range_name,
                 range_columns=range_cols,
             )

@@ -675,11 +675,17 @@ def test_without_local_infile_on_the_target_the_dump_pipe_and_row_path_copy_exac
 
 
 @pytest.mark.parametrize("workers", [1, 3])
-def test_the_copy_plan_takes_tables_with_indexes_to_build_first_largest_first(
+def test_the_copy_plan_takes_the_biggest_index_builds_first_and_tables_without_last(
     pair: tuple[LocalServer, LocalServer], sessions: tuple[MySQLSession, MySQLSession], workers: int
 ) -> None:
     snap, _ = sessions
+    # More data than shop.orders but a far smaller index: by data size it would come first.
+    snap.execute("CREATE TABLE shop.wide_rows (id INT PRIMARY KEY, body VARCHAR(3000) NOT NULL, k INT, KEY (k))")
+    snap.execute("INSERT INTO shop.wide_rows SELECT seq, REPEAT('w', 3000), seq FROM shop.seq_1_to_2000")
+    snap.rows("ANALYZE TABLE shop.wide_rows")
     tables = base_tables(snap, SCHEMAS)
+    wide, orders = (next(t for t in tables if t.name == name) for name in ("wide_rows", "orders"))
+    assert wide.data_length > orders.data_length and wide.index_length < orders.index_length
     plan = plan_copy(
         snap, tables, 64 * 1024, workers=workers, connect=lambda: MySQLSession(admin_endpoint(pair[0]))
     )
@@ -689,10 +695,11 @@ def test_the_copy_plan_takes_tables_with_indexes_to_build_first_largest_first(
     assert builds and len(builds) < len(tables)  # both kinds are present, so the order is tested
     # Every table that ends with an index build comes before every table that does not ...
     assert [name in builds for name in order] == sorted((name in builds for name in order), reverse=True)
-    # ... and within each kind, larger tables come first.
-    for kind in (True, False):
-        sizes = [by_name[name].data_length for name in order if (name in builds) is kind]
-        assert sizes == sorted(sizes, reverse=True)
+    # ... the builds by the most index bytes first, the others by the most data first.
+    index_sizes = [by_name[name].index_length for name in order if name in builds]
+    assert index_sizes == sorted(index_sizes, reverse=True) and index_sizes[0] > index_sizes[-1]
+    data_sizes = [by_name[name].data_length for name in order if name not in builds]
+    assert data_sizes == sorted(data_sizes, reverse=True)
     assert order[0] == "shop.orders"
     # Planned in parallel or not, the chunks are the serial planner's, table by table.
     assert sorted(plan, key=lambda c: c.chunk_id()) == sorted(
