@@ -96,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
             load = workload.generate(source, s, apply_tx, work / "archive") if "apply" in sections else None
             if load:
                 _say(f"apply workload: {load.transactions} transactions in {time.monotonic() - started:.0f} s")
+            dataset.settle(s)
         total_rows = sum(counts.values())
         header = (
             f"migrator bench: {data_mb:.0f} MB dataset ({total_rows} rows, 6 tables), {args.runs} run(s), "
