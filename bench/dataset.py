@@ -194,8 +194,10 @@ def settle(session: MySQLSession, timeout: float = 300) -> None:
     """Flush the source's dirty pages before anything is measured.
 
     A freshly built dataset (and the apply workload) leaves hundreds of MB of dirty pages that the
-    page cleaner writes out in the background, on the same cores as whichever tool runs first: our
-    copy measured 14.9 s as the first tool after a fresh build, against 13.5 s on a settled source.
+    page cleaner writes out in the background, on the same cores as whichever tool runs first. In
+    this session's runs it made no visible difference (our copy: 14.9 s without, 15.0 s with; on a
+    reused, restarted source 13.5 s, for reasons not found), but no tool should share the cores with
+    a flush it did not cause.
     """
     before = session.value("SELECT @@GLOBAL.innodb_max_dirty_pages_pct")
     session.execute("SET GLOBAL innodb_max_dirty_pages_pct = 0")
