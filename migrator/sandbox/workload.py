@@ -54,7 +54,6 @@ class WorkloadStats:
     in_doubt: int
     update_misses: int  # acknowledged UPDATEs that matched no row: an acknowledged row is gone
     longest_gap_s: float  # longest time between two successful writes: the pause the app saw
-    longest_gap_between: tuple[str, str] | None  # servers before and after that gap
     switch_gap_s: float | None  # time between the last write on one server and the first on the next
     last_server: str | None  # host:port that served the last successful write
     ok_by_server: dict[str, int]
@@ -169,7 +168,6 @@ class WriteWorkload:
         self._last_ok_at: float | None = None
         self._last_server: str | None = None
         self._longest_gap = 0.0
-        self._longest_gap_between: tuple[str, str] | None = None
         self._switch_gap: float | None = None
         self._failing_since: float | None = None
 
@@ -221,7 +219,6 @@ class WriteWorkload:
                 in_doubt=self._in_doubt,
                 update_misses=self._update_misses,
                 longest_gap_s=self._longest_gap,
-                longest_gap_between=self._longest_gap_between,
                 switch_gap_s=self._switch_gap,
                 last_server=self._last_server,
                 ok_by_server=dict(self._ok_by_server),
@@ -328,9 +325,7 @@ class WriteWorkload:
         now = self._monotonic()
         if self._last_ok_at is not None:
             gap = now - self._last_ok_at
-            if gap > self._longest_gap:
-                self._longest_gap = gap
-                self._longest_gap_between = (self._last_server or "?", server)
+            self._longest_gap = max(self._longest_gap, gap)
             if self._last_server is not None and server != self._last_server:
                 self._switch_gap = gap
         self._last_ok_at = now

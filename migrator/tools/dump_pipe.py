@@ -510,10 +510,19 @@ class ChunkCopier:
         return "rows" if has_lossy_columns(self._table(chunk)) else "dump"
 
     # --- the LOAD DATA path ------------------------------------------------------------------
+    @property
+    def _select_name(self) -> str:
+        return Path(self._select_tsv or self._client_tool).name
+
+    @property
+    def _null_flags(self) -> bool:
+        """Only `mariadb --batch` needs the IS NULL columns: migrator-select-tsv writes NULL as \\N."""
+        return self._select_tsv is None
+
     def select_argv(self, defaults: Path, chunk: Chunk) -> list[str]:
         """The snapshot's rows of the chunk as tab-separated text with \\t \\n \\\\ \\0 escaped."""
         table = self._table(chunk)
-        columns = ", ".join(tsv_select_columns(table, null_flags=self._select_tsv is None))
+        columns = ", ".join(tsv_select_columns(table, null_flags=self._null_flags))
         init = f"--init-command=SET SESSION time_zone='{SESSION_TIME_ZONE}', SESSION character_set_results=binary"
         sql = f"SELECT {columns} FROM {table.sql_name} WHERE {chunk.where_sql()}"
         if self._select_tsv is not None:
@@ -526,7 +535,7 @@ class ChunkCopier:
         return [*self._client_argv(defaults), "--local-infile=1", "--skip-column-names", "--unbuffered"]
 
     def load_data_sql(self, chunk: Chunk, path: str) -> str:
-        targets, sets = tsv_load_columns(self._table(chunk), null_flags=self._select_tsv is None)
+        targets, sets = tsv_load_columns(self._table(chunk), null_flags=self._null_flags)
         set_clause = f" SET {', '.join(sets)}" if sets else ""
         return (
             f"LOAD DATA LOCAL INFILE '{path}' INTO TABLE {self._table(chunk).sql_name} CHARACTER SET binary"
@@ -567,7 +576,6 @@ class ChunkCopier:
         """
         deadline = None if self.chunk_timeout is None else self.monotonic() + self.chunk_timeout
         client = Path(self._client_tool).name
-        selector = Path(self._select_tsv or self._client_tool).name
         with (
             tempfile.TemporaryFile() as select_err,
             tempfile.TemporaryFile() as load_err,
@@ -645,7 +653,7 @@ class ChunkCopier:
         self._raise_for_tools(
             chunk,
             timed_out,
-            (f"{selector} (select)", select_rc, select_text),
+            (f"{self._select_name} (select)", select_rc, select_text),
             (f"{client} (LOAD DATA)", load_rc, load_text),
         )
         if len(loaded) != 3:
@@ -884,7 +892,7 @@ class ChunkCopier:
             skipped=skipped,
             workers=self.workers,
             target_binlog=not self._binlog_off,
-            select=Path(self._select_tsv or self._client_tool).name,
+            select=self._select_name,
         )
 
         def progress() -> None:
