@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import itertools
 import json
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +29,12 @@ Key = tuple[Any, ...]
 
 # Rows below this are not worth more than one chunk, whatever the size estimate says.
 MIN_ROWS_PER_CHUNK = 100
+# Key types whose values can be interpolated between MIN and MAX to cut a table without walking it.
+INTEGER_TYPES = frozenset({"tinyint", "smallint", "mediumint", "int", "bigint"})
+# Tables estimated below this many chunks are walked: cheap, and exact where statistics are stale.
+INTERPOLATE_MIN_CHUNKS = 2
+# An interpolated range estimated above this many chunks' worth of rows is walked instead.
+ESTIMATE_SKEW = 3
 # Row size assumed when the catalog has no statistics yet (freshly loaded table).
 FALLBACK_ROW_BYTES = 256
 # All key reads and every tool session run in UTC so TIMESTAMP keys mean the same everywhere
@@ -402,31 +409,98 @@ def plan_value_ranges(session: MySQLSession, table: TableInfo, rows_per_chunk: i
 
 
 def plan_chunks_by_rows(session: MySQLSession, table: TableInfo, rows_per_chunk: int) -> list[Chunk]:
-    """Chunks of ``rows_per_chunk`` rows each (the last one open-ended)."""
+    """Chunks of about ``rows_per_chunk`` rows each (the last one open-ended).
+
+    A big table whose key starts with an integer column is cut by interpolating that column between
+    its MIN and MAX, one index dive per boundary; walking the key (below) reads every key of the
+    table first, which for the bench's 814 MB cost the source 0.7 CPU-s and the copy 0.4-1.8 s
+    before any row moved, and for a 1 TB table would cost a full scan of its primary key. Where the
+    optimizer's estimate puts a cut range above ESTIMATE_SKEW chunks' worth (keys bunched, a large
+    gap), that range alone is walked.
+    """
     if rows_per_chunk <= 0:
         raise ValueError("rows_per_chunk must be positive")
     if not table.key_is_range_safe:
         return [_whole_table(table)]
     session.execute("SET SESSION time_zone = %s", (SESSION_TIME_ZONE,))
+    boundaries = _interpolated_boundaries(session, table, rows_per_chunk)
+    method = "interpolated"
+    if boundaries is None:
+        boundaries, method = _walked_boundaries(session, table, rows_per_chunk, None, None), "walked"
     keys = table.key_columns
-    order = ", ".join(quote_identifier(c) for c in keys)
-    force = f" FORCE INDEX ({quote_identifier(table.key_name)})" if table.key_name else ""
-    boundaries: list[Key] = []
-    lower: Key | None = None
-    while True:
-        where = f" WHERE {key_predicate(keys, lower, '>=')}" if lower is not None else ""
-        row = session.one(
-            f"SELECT {order} FROM {table.sql_name}{force}{where}"
-            f" ORDER BY {order} LIMIT 1 OFFSET {rows_per_chunk}"
-        )
-        if row is None:
-            break
-        lower = tuple(row)
-        boundaries.append(lower)
     edges: list[Key | None] = [None, *boundaries, None]
     chunks = [Chunk(table.schema, table.name, i, keys, edges[i], edges[i + 1]) for i in range(len(edges) - 1)]
     log.info(
-        "chunking.planned", table=table.qualified_name, chunks=len(chunks), rows_per_chunk=rows_per_chunk
+        "chunking.planned",
+        table=table.qualified_name,
+        chunks=len(chunks),
+        rows_per_chunk=rows_per_chunk,
+        method=method,
     )
     return chunks
 
+
+def _key_select(table: TableInfo) -> tuple[str, str]:
+    """(``SELECT key FROM table FORCE INDEX (key)``, ``key`` as an ORDER BY list)."""
+    order = ", ".join(quote_identifier(c) for c in table.key_columns)
+    force = f" FORCE INDEX ({quote_identifier(table.key_name)})" if table.key_name else ""
+    return f"SELECT {order} FROM {table.sql_name}{force}", order
+
+
+def _walked_boundaries(
+    session: MySQLSession, table: TableInfo, rows_per_chunk: int, lower: Key | None, upper: Key | None
+) -> list[Key]:
+    """Every ``rows_per_chunk``-th key in [lower, upper), read by walking the key index."""
+    head, order = _key_select(table)
+    keys = table.key_columns
+    below = f" AND {key_predicate(keys, upper, '<')}" if upper is not None else ""
+    boundaries: list[Key] = []
+    while True:
+        where = f" WHERE {key_predicate(keys, lower, '>=')}" if lower is not None else " WHERE 1=1"
+        row = session.one(f"{head}{where}{below} ORDER BY {order} LIMIT 1 OFFSET {rows_per_chunk}")
+        if row is None:
+            return boundaries
+        lower = tuple(row)
+        boundaries.append(lower)
+
+
+def _interpolated_boundaries(session: MySQLSession, table: TableInfo, rows_per_chunk: int) -> list[Key] | None:
+    """Boundaries from the leading integer key column's MIN..MAX, or None where walking is the way."""
+    first = table.column(table.key_columns[0])
+    if first.data_type not in INTEGER_TYPES or table.rows_estimate < INTERPOLATE_MIN_CHUNKS * rows_per_chunk:
+        return None  # a small table walks in milliseconds, and its statistics may be stale
+    column = quote_identifier(first.name)
+    low, high = session.one(f"SELECT MIN({column}), MAX({column}) FROM {table.sql_name}") or (None, None)
+    if low is None or high is None:
+        return []
+    pieces = max(1, -(-table.rows_estimate // rows_per_chunk))
+    span = int(high) - int(low) + 1
+    cuts = sorted({int(low) + span * i // pieces for i in range(1, pieces)} - {int(low)})
+    head, order = _key_select(table)
+    found: list[Key] = []
+    for cut in cuts:  # the first key at or after each cut: one index dive
+        row = session.one(f"{head} WHERE {column} >= {cut} ORDER BY {order} LIMIT 1")
+        if row is None:
+            break
+        if not found or tuple(row) != found[-1]:  # a gap wider than a piece gives one key twice
+            found.append(tuple(row))
+    # Bunched keys leave some ranges far over a chunk's worth: walk those ranges (only). The
+    # estimates are scaled to the table's row count: InnoDB's run low on long ranges (2,530 for 5,010).
+    edges: list[Key | None] = [None, *found, None]
+    ranges = list(itertools.pairwise(edges))
+    estimates = [_estimated_rows(session, table, lower, upper) for lower, upper in ranges]
+    scale = max(1.0, table.rows_estimate / max(1, sum(estimates)))
+    boundaries: list[Key] = []
+    for (lower, upper), estimate in zip(ranges, estimates, strict=True):
+        if lower is not None:
+            boundaries.append(lower)
+        if estimate * scale > ESTIMATE_SKEW * rows_per_chunk:
+            boundaries.extend(_walked_boundaries(session, table, rows_per_chunk, lower, upper))
+    return boundaries
+
+
+def _estimated_rows(session: MySQLSession, table: TableInfo, lower: Key | None, upper: Key | None) -> int:
+    """The optimizer's row estimate for a key range (InnoDB dives the index at both ends: cheap)."""
+    head, _ = _key_select(table)
+    plan = session.dicts(f"EXPLAIN {head} WHERE {range_predicate(table.key_columns, lower, upper)}")
+    return max((int(step.get("rows") or 0) for step in plan), default=0)
