@@ -41,7 +41,7 @@ import structlog
 
 from migrator.endpoint import Endpoint
 from migrator.errors import StepFailed
-from migrator.mysql.chunking import SESSION_TIME_ZONE, Chunk
+from migrator.mysql.chunking import SESSION_TIME_ZONE, Chunk, chunk_rows_source
 from migrator.mysql.flavour import Flavour
 from migrator.mysql.schema import (
     SCHEMA_SQL_MODE,
@@ -524,7 +524,7 @@ class ChunkCopier:
         table = self._table(chunk)
         columns = ", ".join(tsv_select_columns(table, null_flags=self._null_flags))
         init = f"--init-command=SET SESSION time_zone='{SESSION_TIME_ZONE}', SESSION character_set_results=binary"
-        sql = f"SELECT {columns} FROM {table.sql_name} WHERE {chunk.where_sql()}"
+        sql = f"SELECT {columns} FROM {chunk_rows_source(table, chunk)} WHERE {chunk.where_sql()}"
         if self._select_tsv is not None:
             tls = ["--ssl"] if self.snapshot.tls is not None else []
             return [*self._prefix, self._select_tsv, f"--defaults-extra-file={defaults}", *tls, init, f"--execute={sql}"]
@@ -694,7 +694,9 @@ class ChunkCopier:
             batch: list[bytes] = []
             size = 0
             with source.conn.cursor(pymysql.cursors.SSCursor) as cur:
-                cur.execute(f"SELECT {row_tuple_sql(table)} FROM {table.sql_name} WHERE {chunk.where_sql()}")
+                cur.execute(
+                    f"SELECT {row_tuple_sql(table)} FROM {chunk_rows_source(table, chunk)} WHERE {chunk.where_sql()}"
+                )
                 while rows := cur.fetchmany(ROW_FETCH):
                     for (text,) in rows:
                         if text is None:
