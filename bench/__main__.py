@@ -264,8 +264,10 @@ def _lag_section(args, farm, source, *, secrets, work, rows):  # type: ignore[no
         row.seconds.append(out.seconds)
         row.rss_mb.append(out.rss_mb)
         row.unit_amount = out.detail["rate"]
+        short = (f"; THE WRITER REACHED ONLY {out.detail['rate']:.0f} OF {args.lag_rate:.0f} TX/S"
+                 if out.detail["rate"] < 0.95 * args.lag_rate else "")
         row.note = (f"median lag; p99 {out.detail['p99']:.2f} s, max {out.detail['max']:.2f} s over "
-                    f"{out.detail['samples']} samples (write committed -> applied on the target)")
+                    f"{out.detail['samples']} samples (write committed -> applied on the target){short}")
         _say(f"lag run {run + 1}: median {out.seconds:.3f} s, p99 {out.detail['p99']:.3f} s, "
              f"max {out.detail['max']:.3f} s at {out.detail['rate']:.0f} tx/s")
 
