@@ -102,16 +102,15 @@ def main(argv: list[str] | None = None) -> int:
             f"migrator bench: {data_mb:.0f} MB dataset ({total_rows} rows, 6 tables), {args.runs} run(s), "
             f"{os.cpu_count()} CPUs, {platform.node()}; our copy workers={args.workers} chunk={args.chunk_mb} MB"
         )
-        kept_target = None
         if "copy" in sections:
-            kept_target = _copy_section(args, farm, source, data_mb=data_mb, secrets=secrets, work=work, rows=rows)
+            _copy_section(args, farm, source, data_mb=data_mb, secrets=secrets, work=work, rows=rows)
         if "apply" in sections and load is not None:
             _apply_section(args, farm, source, load=load, secrets=secrets, rows=rows)
         if "lag" in sections:
             _lag_section(args, farm, source, secrets=secrets, work=work, rows=rows)
         if "verify" in sections:
             _verify_section(
-                args, farm, source, target=kept_target, total_rows=total_rows, secrets=secrets, work=work, rows=rows
+                args, farm, source, total_rows=total_rows, secrets=secrets, work=work, rows=rows
             )
         print(render(rows, header), flush=True)
         return 0
@@ -132,7 +131,6 @@ def _copy_section(args, farm, source, *, data_mb, secrets, work, rows):  # type:
     if not peers.mydumper_available():
         mydumper.skipped = "mydumper/myloader not installed (apt-get install mydumper)"
     rows += [fresh, resumed, pipe, mydumper]
-    kept = None
     for run in range(args.runs):
         # ours, fresh
         target = farm.start(f"copy-ours-{run}")
@@ -144,9 +142,9 @@ def _copy_section(args, farm, source, *, data_mb, secrets, work, rows):  # type:
         fresh.tools_rss_mb.append(out.tools_rss_mb)
         fresh.note = f"{out.detail['chunks']} chunks"
         _say(f"copy run {run + 1}: ours {out.seconds:.2f} s")
-        if kept is not None:
-            farm.discard(kept)
-        kept = target
+        # Discarded at once: a kept target flushed its new pages in the background through the peers'
+        # runs that followed (36% of a core during mysqldump | mysql, seen here), slowing them, not us.
+        farm.discard(target)
         # ours, killed at half-way, then resumed
         with farm.fresh(f"copy-resume-{run}") as target:
             journal = _fresh_journal(work / f"journal-resume-{run}")
@@ -175,7 +173,6 @@ def _copy_section(args, farm, source, *, data_mb, secrets, work, rows):  # type:
                 mydumper.seconds.append(result.seconds)
                 mydumper.note = result.detail
                 _say(f"copy run {run + 1}: mydumper -> myloader {result.seconds:.2f} s")
-    return kept
 
 
 def _fresh_journal(directory: Path) -> Path:
@@ -272,13 +269,16 @@ def _lag_section(args, farm, source, *, secrets, work, rows):  # type: ignore[no
              f"max {out.detail['max']:.3f} s at {out.detail['rate']:.0f} tx/s")
 
 
-def _verify_section(args, farm, source, *, target, total_rows, secrets, work, rows):  # type: ignore[no-untyped-def]
+def _verify_section(args, farm, source, *, total_rows, secrets, work, rows):  # type: ignore[no-untyped-def]
     src = endpoint(source)
-    if target is None:  # verify alone: copy once with ours to get an equal target
-        target = farm.start("verify-target")
-        ours.in_child(ours.run_copy, src, endpoint(target), [dataset.SCHEMA],
-                      journal_path=_fresh_journal(work / "journal-verify"), secrets_dir=secrets,
-                      workers=args.workers, chunk_mb=args.chunk_mb, options={"method": args.method})
+    # A target equal to the source: our copy into a fresh server, its new pages flushed before anything
+    # is measured (so no tool shares the cores with that flush).
+    target = farm.start("verify-target")
+    ours.in_child(ours.run_copy, src, endpoint(target), [dataset.SCHEMA],
+                  journal_path=_fresh_journal(work / "journal-verify"), secrets_dir=secrets,
+                  workers=args.workers, chunk_mb=args.chunk_mb, options={"method": args.method})
+    with MySQLSession(endpoint(target)) as t:
+        dataset.settle(t)
     mine = Row("verify", f"ours: step 10 compare_tables (workers={args.verify_workers})", True, total_rows, "rows/s",
                note="both servers, every row")
     pt = Row("verify", "pt-table-checksum (source only)", False, total_rows, "rows/s")

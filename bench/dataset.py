@@ -191,7 +191,7 @@ def warm(session: MySQLSession) -> None:
 
 
 def settle(session: MySQLSession, timeout: float = 300) -> None:
-    """Flush the source's dirty pages before anything is measured.
+    """Flush a server's dirty pages (the source's, the verify target's) before anything is measured.
 
     A freshly built dataset (and the apply workload) leaves hundreds of MB of dirty pages that the
     page cleaner writes out in the background, on the same cores as whichever tool runs first. In
@@ -200,7 +200,10 @@ def settle(session: MySQLSession, timeout: float = 300) -> None:
     a flush it did not cause.
     """
     before = session.value("SELECT @@GLOBAL.innodb_max_dirty_pages_pct")
+    capacity = session.value("SELECT @@GLOBAL.innodb_io_capacity")
     session.execute("SET GLOBAL innodb_max_dirty_pages_pct = 0")
+    # At the default 200 pages/s, the 13,000 dirty pages of a fresh 814 MB dataset took 2.5 minutes.
+    session.execute("SET GLOBAL innodb_io_capacity = @@GLOBAL.innodb_io_capacity_max")
     try:
         deadline = time.monotonic() + timeout
         # A few pages may stay dirty on an idle server (the persistent statistics' tables).
@@ -210,3 +213,4 @@ def settle(session: MySQLSession, timeout: float = 300) -> None:
             time.sleep(0.2)
     finally:
         session.execute("SET GLOBAL innodb_max_dirty_pages_pct = %s", (before,))
+        session.execute("SET GLOBAL innodb_io_capacity = %s", (capacity,))
