@@ -36,7 +36,7 @@ def test_bench_prints_every_row_at_5_mb(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     table = proc.stdout
-    assert "median s" in table and "vs ours" in table and "peak RSS" in table
+    assert "median s" in table and "vs ours" in table and "paired" in table and "peak RSS" in table
     for name in ROWS:
         line = next((ln for ln in table.splitlines() if name in ln), None)
         assert line is not None, f"no row for {name!r} in:\n{table}"
