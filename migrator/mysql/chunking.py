@@ -2,8 +2,9 @@
 
 A chunk's range is [lower, upper) on the table's key columns, compared lexicographically; None
 means open on that side, so the first and last chunks also cover keys beyond what was seen.
-Boundaries come from walking the key index a chunk at a time (``WHERE key >= lower ORDER BY key
-LIMIT 1 OFFSET n``), never with a growing OFFSET from the start of the table.
+Boundaries of a big table with an integer-led key are interpolated between the column's MIN and
+MAX (one index dive each); otherwise they come from walking the key index a chunk at a time
+(``WHERE key >= lower ORDER BY key LIMIT 1 OFFSET n``), never with a growing OFFSET from the start.
 """
 
 from __future__ import annotations
