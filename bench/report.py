@@ -73,7 +73,7 @@ def render(rows: list[Row], header: str) -> str:
         "",
         "vs ours = that row's median time / ours (above 1: ours is faster). paired = the median of each run's own",
         "ratio (that row's time / ours in the same run): steadier when the machine's speed drifts between runs.",
-        "peak RSS = our orchestrator process",
-        "(in brackets: the largest tool process it ran). Every target is a fresh server with the same settings.",
+        "peak RSS = our orchestrator process (in brackets: the largest tool process it ran). Every target is a",
+        "fresh server with the same settings.",
     ]
     return "\n".join(lines)
