@@ -452,3 +452,14 @@ def account_statement_kind(sql: bytes) -> str | None:
         return None
     words = match.group(0).split()
     return b" ".join(w.upper() for w in words if w.upper() not in (b"OR", b"REPLACE")).decode("ascii")
+
+
+_ADMIN = re.compile(rb"^\s*(FLUSH|ANALYZE|OPTIMIZE|REPAIR|CHECK|CHECKSUM|PURGE|RESET|KILL|INSTALL|UNINSTALL)\b",
+                    re.IGNORECASE)
+
+
+def admin_statement_kind(sql: bytes) -> str | None:
+    """'FLUSH', 'ANALYZE', ... for administrative statements: they change no migrated row, so the applier
+    skips them (a replayed FLUSH needs RELOAD; an OPTIMIZE rebuilds a table) and no proof depends on them."""
+    match = _ADMIN.match(_strip_literals(sql))
+    return match.group(1).upper().decode("ascii") if match else None
