@@ -200,3 +200,43 @@ def test_a_table_whose_whole_checksum_differs_is_narrowed_down_to_the_key(twins:
     with MySQLSession(admin_endpoint(source)) as session:
         ranges = len(plan_chunks_by_rows(session, tables_of(source)["shop.orders"], 2000))
     assert report.chunks == ranges >= 10 and report.rows == 20_002  # only orders was compared range by range
+
+
+# --- blind spots (review A4) -----------------------------------------------------------------
+@pytest.fixture
+def pair(make_server: MakeServer) -> Pair:
+    return make_server("source", 1), make_server("target", 2)
+
+
+def _one_table(pair: Pair, ddl: str, source_rows: str, target_rows: str) -> VerifyReport:
+    source, target = pair
+    for server, rows in ((source, source_rows), (target, target_rows)):
+        server.execute("CREATE DATABASE b", ddl, f"INSERT INTO b.t VALUES {rows}")
+    with MySQLSession(admin_endpoint(source)) as session:
+        (table,) = base_tables(session, ["b"])
+    return compare_tables(admin_endpoint(source), admin_endpoint(target), [table])
+
+
+def test_duplicate_rows_of_a_keyless_table_do_not_cancel(pair: Pair) -> None:
+    """BIT_XOR of two equal row hashes is 0: {paid, paid} and {refunded, refunded} looked equal."""
+    report = _one_table(
+        pair,
+        "CREATE TABLE b.t (n INT, state VARCHAR(10))",
+        "(1, 'paid'), (1, 'paid'), (2, 'x')",
+        "(1, 'refunded'), (1, 'refunded'), (2, 'x')",
+    )
+    (mismatch,) = report.mismatches
+    assert mismatch.key_columns == () and mismatch.differing_rows == 4
+    assert mismatch.source_count == mismatch.target_count == 3
+
+
+def test_a_value_cannot_move_between_adjacent_columns(pair: Pair) -> None:
+    """CONCAT_WS('#') hashed (1,'a#','b') and (1,'a','#b') alike."""
+    report = _one_table(
+        pair,
+        "CREATE TABLE b.t (id INT PRIMARY KEY, x VARCHAR(5), y VARCHAR(5))",
+        "(1, 'a#', 'b'), (2, NULL, ''), (3, '', NULL)",
+        "(1, 'a', '#b'), (2, '', NULL), (3, NULL, '')",
+    )
+    (mismatch,) = report.mismatches
+    assert set(mismatch.changed) == {(1,), (2,), (3,)}
