@@ -97,6 +97,9 @@ class CutoverSettings:
     # Step 10 compares whole tables by CHECKSUM TABLE first (same server version on both sides);
     # only a table whose checksums differ is compared range by range. False: ranges only (64-bit).
     whole_table_checksums: bool = True
+    # The pause starts only when at most this many rows are left for it to compare (rows changed since
+    # the last live round, plus the rows of tables compared whole); rounds run until then.
+    max_pause_rows: int = 50_000
 
 
 @dataclass(frozen=True)
@@ -393,6 +396,7 @@ def parse(data: Mapping[str, Any], file: Path) -> Config:
         require_approval=u.get("require_approval", bool, False),
         verify_all_in_pause=u.get("verify_all_in_pause", bool, False),
         whole_table_checksums=u.get("whole_table_checksums", bool, True),
+        max_pause_rows=u.positive("max_pause_rows", 50_000),
     )
     if not cutover.read_only and not cutover.pause_hook:
         raise ConfigError(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from migrator import proofs
 from migrator.config import Config
 from migrator.errors import OperatorGate, StepFailed
 from migrator.hooks import run_hook
@@ -16,7 +17,11 @@ NEEDS: tuple[str, ...] = ("approx_sync",)
 
 
 def describe(config: Config) -> str:
-    parts = []
+    parts = [
+        "re-verify by key the rows changed since the last live proof until the lag is under the thresholds and "
+        f"at most {config.cutover.max_pause_rows} rows are left for the pause"
+        + (" (before asking for approval, and again right before freezing)" if config.cutover.require_approval else "")
+    ]
     if config.cutover.require_approval:
         parts.append("stop for operator approval (exit 3; `migrator run --approve-cutover` continues)")
     if config.cutover.pause_hook:
@@ -45,17 +50,22 @@ def check(ctx: StepContext) -> Check:
 
 def run(ctx: StepContext) -> dict[str, Any]:
     cut = ctx.config.cutover
+    settling = ctx.journal.fact("paused_at") is None  # not once the freeze may already hold
     if (
         cut.require_approval
         and "cutover" not in ctx.approvals
         and ctx.journal.fact("cutover_approved") is None
     ):
+        # Approval is asked only when the pause would be short: lag under the thresholds, few rows left.
+        ctx.put_fact("before_approval", proofs.settle(ctx, why="approval"))
         raise OperatorGate(
             "waiting for approval to pause writes on the source (cut-over)",
             hint="check `migrator status` and `migrator verify`, then `migrator run --approve-cutover`",
         )
     if "cutover" in ctx.approvals:
         ctx.put_fact("cutover_approved", {"at": ctx.clock.now()})
+    if settling:  # again right before the freeze: the pause compares only what changed after this round
+        ctx.put_fact("before_freeze", proofs.settle(ctx, why="freeze"))
     ctx.services.stop(HEARTBEAT)  # our own writes must stop too, or the source never goes still
     paused_at = ctx.journal.fact("paused_at")
     if paused_at is None:

@@ -1,20 +1,22 @@
-"""Step 10: prove the target equals the paused source: same position, equal chunk checksums.
+"""Step 10: prove the target equals the paused source: same position, then the rows changed since the
+last live proof compared by key (migrator/proofs.py).
 
-Tables step 8 proved equal, and that no binlog event touched since, are equal now too; every
-other table is compared chunk by chunk here, while writes are paused.
+Rows proven in step 8's pass or a later round and untouched since are equal now too; the rows the
+archive shows changed since the last round (and those still pending) are compared by key on the
+paused source and the caught-up target; a table whose changes cannot be named by key (no key, an
+undecodable key type) is compared whole. Afterwards the source's binlog may have moved (RDS rotates
+files and writes its heartbeat table): only a change in the migrated schemas fails the proof.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from migrator import proofs
 from migrator.config import Config
 from migrator.errors import VerificationFailed
-from migrator.mysql.checksum import compare_tables
-from migrator.mysql.schema import base_tables
 from migrator.step import Check, StepContext
 from migrator.sync_status import SyncStatus, measure
-from migrator.tools.binlog_changes import tables_changed
 
 NUMBER = 10
 NAME = "full-sync"
@@ -22,31 +24,23 @@ NEEDS: tuple[str, ...] = ("paused_at",)
 
 
 def describe(config: Config) -> str:
+    how = (
+        "compare every table in full"
+        if config.cutover.verify_all_in_pause
+        else "compare by key only the rows changed since the last live round (and those still pending); a table "
+        "with no key, or a key the archive cannot name, is compared whole"
+    )
     return (
         "wait until the applied position equals the paused source's binlog head "
-        f"(up to {config.cutover.catchup_timeout_seconds} s); then compare every table not proven equal in step 8 "
-        "and untouched since"
-        + (
-            " by CHECKSUM TABLE (same server version), and each table that differs"
-            if config.cutover.whole_table_checksums
-            else ""
-        )
-        + " by COUNT + BIT_XOR(hash) per primary-key chunk; any difference stops here, naming table and key range"
+        f"(up to {config.cutover.catchup_timeout_seconds} s); then {how}"
+        + (" (CHECKSUM TABLE first, same server version)" if config.cutover.whole_table_checksums else "")
+        + "; any difference, or any write to the migrated schemas after the final position, stops here naming "
+        "table and keys"
     )
 
 
 def check(ctx: StepContext) -> Check:
     return Check(False, "equality is proven afresh on every run")
-
-
-def _proven_before_pause(ctx: StepContext, final: tuple[str, int]) -> set[tuple[str, str]]:
-    pre = ctx.journal.fact("preverify")
-    if not pre or ctx.config.cutover.verify_all_in_pause:
-        return set()
-    since = tables_changed(ctx.config.archive_dir, ctx.source_flavour, tuple(pre["until"]), final)
-    if since is None:
-        return set()
-    return {(schema, name) for schema, name in pre["proven"]} - since
 
 
 def _reassert_pause(ctx: StepContext) -> None:
@@ -88,49 +82,31 @@ def run(ctx: StepContext) -> dict[str, Any]:
     )
     final = last[0].source_head
     ctx.put_fact("final_position", final.as_list())
-    with ctx.source() as s:
-        tables = base_tables(s, list(ctx.config.migration.schemas))
-    proven = _proven_before_pause(ctx, final)
-    to_check = [t for t in tables if (t.schema, t.name) not in proven]
-    report = compare_tables(
-        ctx.config.source,
-        ctx.config.target,
-        to_check,
-        workers=ctx.config.sync.checksum_workers,
-        whole_tables=_whole_tables_comparable(ctx),
-    )
-    with ctx.source() as s, ctx.target() as t:
-        after = measure(s, t, ctx.source_flavour)
-    if after.source_head != final:
+    tables = proofs.migrated_tables(ctx)
+    compared, how = proofs.prove_in_pause(ctx, final, tables, whole_tables_checksum=_whole_tables_comparable(ctx))
+    after = proofs.changed_after(ctx, final, tables)
+    if after is not None and after.tables():
+        names = ", ".join(sorted(f"{s}.{t}" for s, t in after.tables()))
         raise VerificationFailed(
-            f"the source's binlog moved from {final} to {after.source_head} while writes were paused",
+            f"the migrated schemas changed on the source after the final position {final} while writes were "
+            f"paused: {names}",
             hint="something still writes to the source (an event, a SUPER user, a missed app): stop it, then "
             "`migrator run` verifies again",
         )
-    if not report.ok:
-        detail = "; ".join(m.describe() for m in report.mismatches[:5])
-        raise VerificationFailed(
-            f"{len(report.mismatches)} chunk(s) differ between source and target: {detail}",
-            hint="the target is not a faithful copy; do not cut over. `migrator verify` shows the same detail",
-        )
-    ctx.log.info(
-        "verify.equal",
-        tables=len(tables),
-        checked_in_pause=len(to_check),
-        proven_before=len(proven),
-        rows=report.rows,
-        seconds=round(report.seconds, 3),
-    )
+    ctx.log.info("verify.equal", migrated_tables=len(tables), how=how, **compared.as_dict())
     return {
         "final_position": final.as_list(),
         "verification": {
             "tables": len(tables),
-            "checked_during_pause": len(to_check),
-            "proven_before_pause": len(proven),
-            "rows_checked": report.rows,
-            "chunks": report.chunks,
-            "whole_tables": report.whole_tables,
-            "seconds": round(report.seconds, 3),
+            "how": how,
+            "checked_during_pause": len(compared.tables),
+            "proven_before_pause": len(tables) - len(compared.tables),
+            "keys_checked": compared.keys,
+            "rows_checked": compared.rows,
+            "bytes_checked": compared.bytes,
+            "whole_tables": len(compared.whole_tables),
+            "whole_table_names": compared.whole_tables,
+            "seconds": round(compared.seconds, 3),
             "ok": True,
         },
     }
