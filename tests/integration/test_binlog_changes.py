@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from migrator.mysql.checksum import compare_keys
 from migrator.mysql.flavour import MARIADB_10_11
 from migrator.mysql.positions import BinlogPosition
 from migrator.mysql.schema import TableInfo, base_tables
@@ -152,3 +153,43 @@ def test_row_images_name_the_keys_of_every_changed_row(make_server: MakeServer) 
     # a DDL on a migrated table: nothing can be said
     server.execute("ALTER TABLE d.quiet ADD COLUMN w INT")
     assert rows_changed(server.datadir, MARIADB_10_11, p1, head(server), tables=tables, schemas=["d"]) is None
+
+
+def test_keys_read_from_the_archive_find_their_rows_on_both_sides(make_server: MakeServer) -> None:
+    """The keys the reader decodes (latin1 and utf8mb4 strings as bytes, BINARY padding, unsigned) look
+    up exactly the changed rows; a corrupted one is named, the phantom readings of an ambiguous string
+    are found on neither side."""
+    source, target = make_server("src", 1), make_server("dst", 2)
+    ddl = (
+        "CREATE DATABASE d",
+        "CREATE TABLE d.s (a VARCHAR(20) CHARACTER SET latin1 NOT NULL, b BIGINT UNSIGNED NOT NULL, c INT,"
+        " PRIMARY KEY (a, b))",
+        "CREATE TABLE d.u (k VARCHAR(20) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NOT NULL PRIMARY KEY, c INT)",
+        "CREATE TABLE d.bin (k BINARY(4) NOT NULL PRIMARY KEY, c INT)",
+    )
+    for server in (source, target):
+        server.execute(*ddl)
+    p0 = head(source)
+    rows = (
+        "INSERT INTO d.s VALUES ('é\\\\x41''', 18446744073709551615, 1), ('plain', 1, 1)",
+        "INSERT INTO d.u VALUES ('Grüße 🙂', 1), ('b', 1)",
+        "INSERT INTO d.bin VALUES (X'00610000', 1), (X'ff', 1)",
+    )
+    for server in (source, target):
+        server.execute(*rows)
+    target.execute(
+        "UPDATE d.s SET c = 2 WHERE b = 18446744073709551615",
+        "UPDATE d.u SET c = 2 WHERE k = 'Grüße 🙂'",
+        "UPDATE d.bin SET c = 2 WHERE k = X'00610000'",
+    )
+    tables = _tables(source, ["d"])
+    changes = rows_changed(source.datadir, MARIADB_10_11, p0, head(source), tables=tables, schemas=["d"])
+    assert changes is not None
+    with MySQLSession(admin_endpoint(source)) as src, MySQLSession(admin_endpoint(target)) as dst:
+        for s in (src, dst):
+            s.execute("SET SESSION time_zone = '+00:00'")
+        found = {t.name: compare_keys(src, dst, t, changes.keys[(t.schema, t.name)]) for t in tables}
+    assert found["s"].source_rows == found["s"].target_rows == 2 and found["s"].keys == 3  # one phantom reading
+    assert found["s"].differing == {("é\\x41'".encode("latin1"), 18446744073709551615)}
+    assert found["u"].differing == {("Grüße 🙂".encode(),)} and found["u"].source_rows == 2
+    assert found["bin"].differing == {(b"\x00a\x00\x00",)} and found["bin"].source_rows == 2
