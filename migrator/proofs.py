@@ -65,6 +65,9 @@ from migrator.tools.binlog_changes import ChangeSet, Table, decode_keys, encode_
 FACT_BASELINE = "proof_pass"
 FACT_TABLE = "proof_table:"
 FACT_STATE = "proof_state"
+MAX_SETTLE_ROUNDS = 6  # rounds per settle spent on shrinking a set already under the bound
+SHRINK = 0.7  # a round that leaves under 70% of what the previous one left is worth another
+SMALL_ENOUGH = 200  # rows: below this another round gains nothing measurable
 MAX_REPASSES = 3  # per settle: a table that keeps going whole (repeated DDL) is left to the pause
 UNREADABLE = "the archive could not say what changed (see binlog_changes.unreadable in the log)"
 
@@ -355,9 +358,11 @@ def settle(ctx: StepContext, *, why: str) -> dict[str, Any]:
     sync, bound = ctx.config.sync, ctx.config.cutover.max_pause_rows
     deadline = time.monotonic() + sync.timeout_seconds
     sizes = {(t.schema, t.name): t.rows_estimate for t in tables}
-    repasses = 0
+    repasses = settled = 0
+    previous: int | None = None
     while True:
         state, compared = run_round(ctx, state, tables)
+        settled += 1
         # Tables pending as a whole only because a range could not be read by key (a DDL, statements): compare
         # them again while writes flow, as the pass does, and they return to key-level tracking.
         retry = [t for t in tables if (t.schema, t.name) in state.pending.whole and layout_of(t).key is not None]
@@ -383,8 +388,12 @@ def settle(ctx: StepContext, *, why: str) -> dict[str, Any]:
             and lag.lag_seconds <= sync.max_lag_seconds
         )
         ctx.log.info("proof.settle", why=why, rows_left=left, bound=bound, lag_ok=lag_ok, **lag.as_dict())
-        if lag_ok and left <= bound:
+        # Under the bound, a few more rounds while the set still shrinks: each round is shorter than the last
+        # (it compares only what the previous one left), and what the pause compares is what one round leaves.
+        shrinking = left > SMALL_ENOUGH and (previous is None or left < SHRINK * previous)
+        if lag_ok and left <= bound and not (shrinking and settled < MAX_SETTLE_ROUNDS):
             return {"rounds": state.rounds, "rows_left": left, "since": state.since.as_list(), **compared.as_dict()}
+        previous = left
         if time.monotonic() >= deadline:
             whole = sorted(f"{s}.{t}" for s, t in state.pending.whole)
             raise StepFailed(
@@ -451,8 +460,10 @@ def prove_in_pause(
     if state is None:
         todo, how = _everything(tables, "no live proof to build on"), "every table in full (no live proof)"
     else:
+        read_started = time.monotonic()
         todo = state.pending.union(_changes(ctx, state.since, final, tables))
         how = f"rows changed since {state.since} ({state.rounds} rounds)"
+        ctx.log.info("proof.pause_delta_read", seconds=round(time.monotonic() - read_started, 3))
     ctx.log.info(
         "proof.pause_plan",
         how=how,
