@@ -156,7 +156,7 @@ def wait_applied(ctx: StepContext, position: tuple[str, int], name: str, *, time
         return applied is not None and position_key(applied) >= position_key(position)
 
     ctx.wait(
-        name,
+        f"{name}@{position[0]}:{position[1]}",  # a resumed round waits for its own position, on a fresh clock
         reached,
         timeout=ctx.config.sync.timeout_seconds if timeout is None else timeout,
         interval=0.05,
