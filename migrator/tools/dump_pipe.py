@@ -1,10 +1,20 @@
 """Copy chunks from the frozen snapshot to the target: ``mariadb-dump --where=<range> | mariadb``.
 
-Tables with a column whose text form loses data (FLOAT: mariadb-dump prints 6 significant digits,
-so 1.2345678 would arrive as 1.23457) take the row path instead: the snapshot renders each row as
-a SQL tuple itself (QUOTE() per value, FLOAT widened to DOUBLE, which is exact and rounds back to
-the same FLOAT on insert, binary as hex) and the rows go to the target as multi-row INSERTs over
-pymysql, in one transaction per chunk as well.
+The paths, each exact for every type (tests/integration/test_copy_types.py forces each one):
+
+- LOAD DATA LOCAL fed by a select (migrator-select-tsv, else the mariadb client), where the target
+  allows local_infile: values travel as stored bytes; FLOAT as DOUBLE text, BIT as a number, ENUM
+  by index and SET by bitmask.
+- The dump pipe otherwise. Tables with a column whose text form loses data (FLOAT: mariadb-dump
+  prints 6 significant digits, so 16777216 arrives as 16777200; an ENUM or SET with a member '')
+  take the row path instead: the snapshot renders each row as a SQL tuple itself (FLOAT widened
+  to DOUBLE, which is exact and rounds back to the same FLOAT on insert; character values as hex
+  with their character set; binary as hex; ENUM/SET by number) and the rows go to the target as
+  multi-row INSERTs over pymysql, in one transaction per chunk as well.
+
+ENUM's index-0 value ('' stored under a permissive sql_mode) is refused by strict mode (review
+B9), so loads of tables with ENUM columns run non-strict and fail on any warning those values do
+not explain.
 
 Each chunk is one target transaction (``--no-autocommit`` wraps the dump in ``autocommit=0 ...
 COMMIT``), loaded straight from one process's stdout into the other's stdin: no files, no Python
@@ -62,6 +72,10 @@ MAX_ALLOWED_PACKET = "1G"
 STDERR_LIMIT = 4000
 # Column types whose text form (what mariadb-dump prints) does not round-trip: the row path copies them.
 LOSSY_TEXT_TYPES = frozenset({"float"})
+# Character columns: the row path sends their bytes as a hex literal with the column's character set.
+STRING_TYPES = frozenset({"char", "varchar", "tinytext", "text", "mediumtext", "longtext", "json"})
+# Loaded by number (ENUM index, SET bitmask): the text '' is ambiguous (index 0, or a member '').
+ORDINAL_TYPES = frozenset({"enum", "set"})
 # Types rendered as hex literals on the row path (bytes, not characters).
 BINARY_TYPES = frozenset(
     {
@@ -98,9 +112,62 @@ def find_select_tsv() -> str | None:
     return shutil.which(SELECT_TSV)
 
 
+def enum_members(column_type: str) -> list[str]:
+    """The members of ``enum('a','it''s')`` / ``set(...)`` as information_schema.COLUMNS spells them."""
+    members: list[str] = []
+    body = column_type[column_type.index("(") + 1 : column_type.rindex(")")]
+    i = 0
+    while i < len(body):
+        if body[i] != "'":
+            i += 1  # the comma between members
+            continue
+        value, i = [], i + 1
+        while i < len(body):
+            if body[i] == "'" and body[i + 1 : i + 2] == "'":
+                value.append("'")
+                i += 2
+            elif body[i] == "'":
+                i += 1
+                break
+            else:
+                value.append(body[i])
+                i += 1
+        members.append("".join(value))
+    return members
+
+
+def text_form_is_lossy(col: ColumnInfo) -> bool:
+    """Whether mariadb-dump's text of this column can load as another value.
+
+    FLOAT prints with 6 significant digits. Where an ENUM or SET has a member '', the text of
+    ENUM's index-0 error value ('') loads as that member, and a SET's ',x' as 'x' alone.
+    """
+    if col.data_type in LOSSY_TEXT_TYPES:
+        return True
+    return col.data_type in ORDINAL_TYPES and "" in enum_members(col.column_type)
+
+
 def has_lossy_columns(table: TableInfo) -> bool:
-    """Whether mariadb-dump would change a value of this table (see LOSSY_TEXT_TYPES)."""
-    return any(c.data_type in LOSSY_TEXT_TYPES for c in table.columns if not c.generated)
+    """Whether mariadb-dump would change a value of this table (see text_form_is_lossy)."""
+    return any(text_form_is_lossy(c) for c in table.columns if not c.generated)
+
+
+def enum_zeros_sql(table: TableInfo) -> str:
+    """How many of a row's ENUM values are the index-0 error value ('' stored under a permissive sql_mode).
+
+    Strict mode refuses that value (1265, review B9); a non-strict load takes each with exactly one
+    warning 1265, so the loads expect that many warnings and no other.
+    """
+    terms = [
+        f"({quote_identifier(c.name)} + 0 = 0)"
+        for c in table.columns
+        if c.data_type == "enum" and not c.generated
+    ]
+    return f"COALESCE({' + '.join(terms)}, 0)" if terms else "0"
+
+
+def has_enum_columns(table: TableInfo) -> bool:
+    return any(c.data_type == "enum" and not c.generated for c in table.columns)
 
 
 def _value_sql(col: ColumnInfo) -> str:
@@ -109,11 +176,17 @@ def _value_sql(col: ColumnInfo) -> str:
         value = f"CAST(CAST({name} AS DOUBLE) AS CHAR)"  # every digit of the stored float
     elif col.data_type == "bit":
         value = f"CAST({name} AS UNSIGNED)"
+    elif col.data_type in ORDINAL_TYPES:
+        value = f"CAST({name} + 0 AS CHAR)"  # ENUM index, SET bitmask
     elif col.data_type in BINARY_TYPES:
         value = f"CONCAT('X''', HEX({name}), '''')"
+    elif col.data_type in STRING_TYPES:
+        # The stored bytes with their character set (_latin1 X'E9'): nothing is converted on either
+        # side (QUOTE of a NULL in a utf16 column came back as the utf16 reading of 'NULL', '乕䱌').
+        value = f"CONCAT('_', CHARSET({name}), ' X''', HEX({name}), '''')"
     else:
-        # QUOTE escapes with backslashes: the loading session runs without NO_BACKSLASH_ESCAPES.
-        value = f"CONVERT(QUOTE({name}) USING utf8mb4)"
+        # Numbers and temporal values print exactly as ASCII text (TIMESTAMP in the session's UTC).
+        value = f"QUOTE({name})"
     return f"IFNULL({value}, 'NULL')"
 
 
@@ -124,7 +197,7 @@ def row_tuple_sql(table: TableInfo) -> str:
     path treats a NULL tuple as a failure, never as a row to skip.
     """
     parts = ", ',', ".join(_value_sql(c) for c in table.columns if not c.generated)
-    # As bytes: the utf8mb4 text goes back out as it came, with no decoding in Python.
+    # ASCII only (character values are hex): as bytes, no decoding in Python.
     return f"CAST(CONCAT('(', {parts}, ')') AS BINARY)"
 
 
@@ -134,6 +207,8 @@ def _tsv_value_sql(col: ColumnInfo) -> str:
         return f"CAST({name} AS DOUBLE)"  # every digit of the stored float; it rounds back exactly
     if col.data_type == "bit":
         return f"CAST({name} AS UNSIGNED)"
+    if col.data_type in ORDINAL_TYPES:
+        return f"{name} + 0"
     return name  # text and bytes alike: the select sends them unconverted (binary results)
 
 
@@ -163,13 +238,14 @@ def tsv_load_columns(table: TableInfo, *, null_flags: bool = True) -> tuple[list
     for i, col in enumerate(c for c in table.columns if not c.generated):
         name = quote_identifier(col.name)
         flagged = col.nullable and null_flags
-        if not (flagged or col.data_type in ("bit", "json")):
+        if not (flagged or col.data_type in ("bit", "json") or col.data_type in ORDINAL_TYPES):
             targets.append(name)
             continue
         value = f"@v{i}"
         targets.append(value)
         expr = value
-        if col.data_type == "bit":
+        if col.data_type == "bit" or col.data_type in ORDINAL_TYPES:
+            # A number stores an ENUM by index, a SET by bitmask; the string '2' would be a member '2'.
             expr = f"CAST({value} AS UNSIGNED)"
         elif col.data_type == "json":  # MySQL refuses JSON from a binary string; its text is utf8mb4
             expr = f"CONVERT({value} USING utf8mb4)"
@@ -361,6 +437,7 @@ class ChunkCopier:
         method: str = "auto",
         skip_target_binlog: bool = True,
         fast_select: bool = True,
+        select_tool: str | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         if workers < 1:
@@ -379,7 +456,7 @@ class ChunkCopier:
         self.chunk_timeout = chunk_timeout
         self.monotonic = monotonic
         # "auto": LOAD DATA where the target allows LOCAL INFILE, else the dump pipe (and the row
-        # path for tables with lossy columns). "dump" alone exists to show the FLOAT loss in tests.
+        # path for tables with lossy columns). The others force one path (tests, diagnosis).
         self.method = method
         self._local_infile = False
         # The copied rows need not be in the target's binlog (nothing replicates from the target
@@ -391,7 +468,8 @@ class ChunkCopier:
         self._client_tool = find_binary(*flavour.client_tool)
         # The LOAD DATA path's select: migrator-select-tsv where built (a fifth of the CPU of
         # `mariadb --batch`, whose byte-by-byte escaping cost 5.4 CPU-s of a 31 CPU-s bench copy).
-        self._select_tsv = find_select_tsv() if fast_select else None
+        # ``select_tool`` names another build of it (tests build the checkout's source).
+        self._select_tsv = (select_tool or find_select_tsv()) if fast_select else None
         self._prefix = _pdeathsig_prefix()
         self._local = threading.local()
         self._sessions: list[MySQLSession] = []
@@ -498,16 +576,20 @@ class ChunkCopier:
         return found
 
     def method_for(self, chunk: Chunk) -> str:
-        """How ``chunk`` is copied: "load-data", "dump" or "rows" (after copy() probed the target)."""
-        if self.method == "load-data" and not self._local_infile:
-            return "rows" if has_lossy_columns(self._table(chunk)) else "dump"
-        if self.method != "auto":
-            return self.method
-        # LOAD DATA (exact for FLOAT too: it travels as DOUBLE text) costs the target a quarter less
-        # CPU than parsing INSERTs; without local_infile on the target, the dump pipe.
-        if self._local_infile:
-            return "load-data"
-        return "rows" if has_lossy_columns(self._table(chunk)) else "dump"
+        """How ``chunk`` is copied: "load-data", "dump" or "rows" (after copy() probed the target).
+
+        The dump pipe never takes a table whose text form loses a value (FLOAT, an ENUM or SET with
+        a member ''; see text_form_is_lossy): those go by the row path, asked for or not.
+        """
+        wanted = self.method
+        if wanted == "auto" or (wanted == "load-data" and not self._local_infile):
+            # LOAD DATA (exact for every type: FLOAT travels as DOUBLE text, ENUM/SET by number)
+            # costs the target a quarter less CPU than parsing INSERTs; without local_infile on the
+            # target, the dump pipe.
+            wanted = "load-data" if self._local_infile else "dump"
+        if wanted == "dump" and has_lossy_columns(self._table(chunk)):
+            return "rows"
+        return wanted
 
     # --- the LOAD DATA path ------------------------------------------------------------------
     @property
@@ -544,7 +626,12 @@ class ChunkCopier:
         )
 
     def load_script(self, chunk: Chunk, path: str) -> str:
-        """What the loader client runs, up to (not including) the COMMIT we send once the select ended well."""
+        """What the loader client runs, up to (not including) the COMMIT we send once the select ended well.
+
+        It ends with a line ``loaded <rows> <unexplained warnings>``, after the LOAD's first warnings.
+        """
+        table = self._table(chunk)
+        enums = has_enum_columns(table)
         settings = [
             f"time_zone = '{SESSION_TIME_ZONE}'",
             # unique_checks stays on: with it off, MariaDB turns an INSERT into an empty table into a
@@ -552,18 +639,29 @@ class ChunkCopier:
             # table then wait, or hang with a plain SELECT on it stuck in "Statistics" (seen here).
             "foreign_key_checks = 0",
             # Strict: a value the column would not take as it is fails the chunk instead of changing.
-            f"sql_mode = 'STRICT_ALL_TABLES,{SCHEMA_SQL_MODE}'",
+            # Not with ENUM columns: strict refuses their index-0 value (B9); there every warning
+            # but one per index-0 value fails the chunk instead.
+            f"sql_mode = '{SCHEMA_SQL_MODE}'" if enums else f"sql_mode = 'STRICT_ALL_TABLES,{SCHEMA_SQL_MODE}'",
         ]
         if self.chunk_timeout is not None:
             settings.append(f"lock_wait_timeout = {max(1, int(self.chunk_timeout))}")
         if self._binlog_off:
             settings.append("sql_log_bin = 0")
+        explained = "0"
+        if enums:
+            explained = (
+                f"(SELECT COALESCE(SUM({enum_zeros_sql(table)}), 0) FROM {table.sql_name}"
+                f" WHERE {chunk.where_sql()})"
+            )
         return (
             "SET SESSION " + ", SESSION ".join(settings) + ";\n"
             "START TRANSACTION;\n"
             f"{self.load_data_sql(chunk, path)};\n"
-            # @@warning_count is the LOAD's here: a short line or a cut value only warns, even in strict mode.
-            "SELECT 'loaded', ROW_COUNT(), @@warning_count;\n"
+            # @@warning_count is the LOAD's here: a short line or a cut value only warns, even in
+            # strict mode. A SET keeps the LOAD's warnings for SHOW WARNINGS.
+            "SET @migrator_rows = ROW_COUNT(), @migrator_warnings = @@warning_count;\n"
+            "SHOW WARNINGS LIMIT 5;\n"
+            f"SELECT 'loaded', @migrator_rows, @migrator_warnings - {explained};\n"
         )
 
     def _load_data(self, chunk: Chunk, select_cnf: Path, load_cnf: Path) -> tuple[int, int]:
@@ -629,8 +727,7 @@ class ChunkCopier:
                 with contextlib.suppress(BrokenPipeError):
                     if len(loaded) == 3 and int(loaded[2]) == 0:
                         loader.stdin.write(b"COMMIT;\n")
-                    elif loaded:  # a value was truncated, a field missing...: keep nothing, say what
-                        loader.stdin.write(b"SHOW WARNINGS LIMIT 5;\n")
+                    # else a value was truncated, a field missing...: keep nothing (no COMMIT)
                     loader.stdin.close()
                 output += _read_until(loader.stdout, None, deadline, self.monotonic)
                 _wait_unreaped(loader, deadline, self.monotonic)
@@ -659,10 +756,11 @@ class ChunkCopier:
         if len(loaded) != 3:
             raise ChunkCopyFailed(chunk, f"the loader printed no row count: {output[-500:]!r} {load_text}")
         if int(loaded[2]) != 0:
-            warnings = output.decode("utf-8", "replace").split("loaded\t", 1)[-1].strip()[-STDERR_LIMIT:]
+            warnings = output.decode("utf-8", "replace").split("loaded\t", 1)[0].strip()[-STDERR_LIMIT:]
             raise ChunkCopyFailed(
                 chunk,
-                f"LOAD DATA gave {int(loaded[2])} warning(s), so nothing of the chunk was kept: {warnings}",
+                f"LOAD DATA gave {int(loaded[2])} warning(s) beyond those of index-0 ENUM values, so nothing"
+                f" of the chunk was kept: {warnings}",
             )
         if select_text or load_text:
             self.log.warning("copy.tool_stderr", chunk=chunk.chunk_id(), dump=select_text, load=load_text)
@@ -682,7 +780,11 @@ class ChunkCopier:
         return allowed
 
     def _copy_rows(self, chunk: Chunk) -> int:
-        """The row path: snapshot-rendered tuples, multi-row INSERTs, one transaction. Returns bytes sent."""
+        """The row path: snapshot-rendered tuples, multi-row INSERTs, one transaction. Returns bytes sent.
+
+        The session is not strict (strict refuses ENUM's index-0 value, review B9), so any warning
+        other than the one each index-0 value gives fails the chunk: no value is changed silently.
+        """
         table = self._table(chunk)
         source, target = self._snapshot_session(), self._target_session()
         budget = min(ROW_BATCH_BYTES, self._target_packet(target) // 2)
@@ -692,13 +794,14 @@ class ChunkCopier:
         target.conn.begin()
         try:
             batch: list[bytes] = []
-            size = 0
+            size = zeros = 0
             with source.conn.cursor(pymysql.cursors.SSCursor) as cur:
                 cur.execute(
-                    f"SELECT {row_tuple_sql(table)} FROM {chunk_rows_source(table, chunk)} WHERE {chunk.where_sql()}"
+                    f"SELECT {row_tuple_sql(table)}, {enum_zeros_sql(table)}"
+                    f" FROM {chunk_rows_source(table, chunk)} WHERE {chunk.where_sql()}"
                 )
                 while rows := cur.fetchmany(ROW_FETCH):
-                    for (text,) in rows:
+                    for text, row_zeros in rows:
                         if text is None:
                             raise ChunkCopyFailed(
                                 chunk,
@@ -708,11 +811,12 @@ class ChunkCopier:
                         row = bytes(text)
                         batch.append(row)
                         size += len(row) + 1
+                        zeros += int(row_zeros)
                         if size >= budget:
-                            sent += self._send_rows(target, prefix, batch)
-                            batch, size = [], 0
+                            sent += self._send_rows(chunk, target, prefix, batch, zeros)
+                            batch, size, zeros = [], 0, 0
             if batch:
-                sent += self._send_rows(target, prefix, batch)
+                sent += self._send_rows(chunk, target, prefix, batch, zeros)
             target.conn.commit()
         except BaseException:
             with contextlib.suppress(pymysql.err.Error):
@@ -721,9 +825,19 @@ class ChunkCopier:
         return sent
 
     @staticmethod
-    def _send_rows(target: MySQLSession, prefix: bytes, rows: list[bytes]) -> int:
+    def _send_rows(chunk: Chunk, target: MySQLSession, prefix: bytes, rows: list[bytes], zeros: int) -> int:
         sql = prefix + b",".join(rows)
-        target.conn.query(sql)
+        with target.conn.cursor() as cur:
+            cur.execute(sql)  # bytes go to the server as they are
+            warnings = cur.warning_count
+            if warnings != zeros:
+                cur.execute("SHOW WARNINGS LIMIT 5")
+                said = "; ".join(f"{code} {message}" for _, code, message in cur.fetchall())
+                raise ChunkCopyFailed(
+                    chunk,
+                    f"an INSERT gave {warnings - zeros} warning(s) beyond those of index-0 ENUM values,"
+                    f" so nothing of the chunk was kept: {said}",
+                )
         return len(sql)
 
     def _target_packet(self, target: MySQLSession) -> int:

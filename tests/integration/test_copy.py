@@ -787,6 +787,6 @@ def test_a_load_that_warns_keeps_nothing_and_names_the_warning(
     tables = [t for t in copy_schema(snap, tgt, SCHEMAS) if t.name == "tags"]
     chunks = [c for c in plan_all(snap, tables, 10**12) if not c.is_indexes]
     copier = copier_for(pair, tmp_path, MemoryLedger(), copier_class=GarblingCopier, workers=1, attempts=1)
-    with pytest.raises(ChunkCopyFailed, match=r"LOAD DATA gave \d+ warning\(s\), so nothing of the chunk was kept"):
+    with pytest.raises(ChunkCopyFailed, match=r"LOAD DATA gave \d+ warning\(s\) beyond .*, so nothing of the chunk was kept"):
         copier.copy(chunks)
     assert tgt.value("SELECT COUNT(*) FROM shop.tags") == 0
