@@ -48,6 +48,8 @@ RANGE_SAFE_TYPES = frozenset(
 
 # mysqldump's own session setting; permissive enough to re-create any table the source accepted.
 SCHEMA_SQL_MODE = "NO_AUTO_VALUE_ON_ZERO"
+# mysqldump's too: the zone both sides of the schema copy read and write TIMESTAMP defaults in.
+SCHEMA_TIME_ZONE = "+00:00"
 
 
 @dataclass(frozen=True)
@@ -322,6 +324,10 @@ def copy_schema(
     for session in (snapshot, target):
         # Same output format and permissive defaults on both sides (what mysqldump does).
         session.execute("SET SESSION sql_mode = %s", (SCHEMA_SQL_MODE,))
+        # SHOW CREATE TABLE prints a TIMESTAMP column's constant DEFAULT in the session's time zone
+        # and CREATE TABLE reads it in its own: one fixed zone on both sides keeps the instant
+        # (a +02:00 target would shift it, or refuse '1970-01-01 00:00:01' with 1067; review A5).
+        session.execute("SET SESSION time_zone = %s", (SCHEMA_TIME_ZONE,))
     target.execute("SET SESSION foreign_key_checks = 0")  # tables reference each other in any order
     tables = base_tables(snapshot, schemas)
     for schema in schemas:
