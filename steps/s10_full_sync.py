@@ -12,6 +12,7 @@ from migrator.config import Config
 from migrator.errors import VerificationFailed
 from migrator.mysql.checksum import compare_tables
 from migrator.mysql.schema import base_tables
+from migrator.mysql.sequences import compare_sequences
 from migrator.step import Check, StepContext
 from migrator.sync_status import SyncStatus, measure
 from migrator.tools.binlog_changes import tables_changed
@@ -100,6 +101,7 @@ def run(ctx: StepContext) -> dict[str, Any]:
         whole_tables=_whole_tables_comparable(ctx),
     )
     with ctx.source() as s, ctx.target() as t:
+        sequences = compare_sequences(s, t, list(ctx.config.migration.schemas))  # MariaDB SEQUENCE state
         after = measure(s, t, ctx.source_flavour)
     if after.source_head != final:
         raise VerificationFailed(
@@ -107,6 +109,8 @@ def run(ctx: StepContext) -> dict[str, Any]:
             hint="something still writes to the source (an event, a SUPER user, a missed app): stop it, then "
             "`migrator run` verifies again",
         )
+    if sequences:
+        raise VerificationFailed(f"sequences differ: {'; '.join(sequences[:5])}", hint="do not cut over")
     if not report.ok:
         detail = "; ".join(m.describe() for m in report.mismatches[:5])
         raise VerificationFailed(

@@ -1,7 +1,8 @@
 """Catalog reads and schema copy: which base tables exist, their keys, and creating them on the target.
 
-Only base tables are copied here; views, routines, triggers and events are re-created at step 12,
-after the data, so that triggers do not fire during the load and definers can be checked first.
+Only base tables and sequences (migrator/mysql/sequences.py) are copied here; views, routines,
+triggers and events are re-created at step 12, after the data, so that triggers do not fire during
+the load and definers can be checked first.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 import structlog
 
 from migrator.errors import PreflightFailed
+from migrator.mysql.sequences import copy_sequences
 from migrator.mysql.session import MySQLSession, qualified, quote_identifier
 
 log = structlog.get_logger()
@@ -314,7 +316,7 @@ def _show_create(session: MySQLSession, schema: str, table: str) -> str | None:
 def copy_schema(
     snapshot: MySQLSession, target: MySQLSession, schemas: Sequence[str], *, defer_indexes: bool = True
 ) -> list[TableInfo]:
-    """Create ``schemas`` and their base tables on the target as on the snapshot; returns the tables.
+    """Create ``schemas``, their sequences (with their state) and base tables on the target; returns the tables.
 
     With ``defer_indexes``, tables are created without their deferrable secondary indexes (see
     split_deferred_indexes); plan_chunks(..., with_indexes=True) then plans the chunk that adds them.
@@ -348,6 +350,8 @@ def copy_schema(
                 f" the snapshot has {wanted[0]}/{wanted[1]}",
                 hint="drop it on the target or point the migration at an empty target",
             )
+    # Before the tables: a column's DEFAULT NEXTVAL(s) needs s (1146 otherwise).
+    copy_sequences(snapshot, target, schemas)
     for table in tables:
         create = _show_create(snapshot, table.schema, table.name)
         assert create is not None
