@@ -649,9 +649,10 @@ class ChunkCopier:
             settings.append("sql_log_bin = 0")
         explained = "0"
         if enums:
+            # The loaded range is read again only when the LOAD warned (IF runs one branch).
             explained = (
-                f"(SELECT COALESCE(SUM({enum_zeros_sql(table)}), 0) FROM {table.sql_name}"
-                f" WHERE {chunk.where_sql()})"
+                f"IF(@migrator_warnings = 0, 0, (SELECT COALESCE(SUM({enum_zeros_sql(table)}), 0)"
+                f" FROM {table.sql_name} WHERE {chunk.where_sql()}))"
             )
         return (
             "SET SESSION " + ", SESSION ".join(settings) + ";\n"
