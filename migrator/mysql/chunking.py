@@ -13,8 +13,9 @@ import datetime as dt
 import hashlib
 import itertools
 import json
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -360,6 +361,117 @@ def plan_copy(
         return (not builds, -table.index_length if builds else 0, -table.data_length, table.schema, table.name)
 
     return [chunk for _, chunks in sorted(zip(tables, planned, strict=True), key=order) for chunk in chunks]
+
+
+def copy_order(tables: Sequence[TableInfo]) -> list[TableInfo]:
+    """plan_copy's order known before planning: secondary-index bytes first (largest builds start
+    first), then data size. Tables without secondary indexes have no index bytes on InnoDB."""
+    return sorted(tables, key=lambda t: (-t.index_length, -t.data_length, t.schema, t.name))
+
+
+# A planned batch holds about this many chunks (by the size estimate) or this many tables, whichever
+# comes first: the copy's memory and the journal's plan grow batch by batch, not with the database.
+BATCH_CHUNKS = 512
+BATCH_TABLES = 256
+
+
+def batches(tables: Sequence[TableInfo], chunk_bytes: int) -> list[list[TableInfo]]:
+    """``tables`` (in copy order) cut into planning batches (see BATCH_CHUNKS)."""
+    out: list[list[TableInfo]] = []
+    current: list[TableInfo] = []
+    estimate = 0
+    for table in tables:
+        current.append(table)
+        estimate += max(1, -(-table.data_length // chunk_bytes))
+        if estimate >= BATCH_CHUNKS or len(current) >= BATCH_TABLES:
+            out.append(current)
+            current, estimate = [], 0
+    if current:
+        out.append(current)
+    return out
+
+
+class LazyPlanner:
+    """Plans a copy batch by batch, the next batch in the background while the current one is copied.
+
+    Each table is planned by one of ``workers`` threads, each with its own snapshot session kept for
+    the whole copy (``connect`` opens one). Tables in ``known`` are not planned here: the caller
+    gives their journaled chunks instead (a resume never re-plans a table, whose chunk ids would
+    differ). At most two batches are held at once, whatever the number of tables (review C2, C3).
+    """
+
+    def __init__(
+        self,
+        connect: Callable[[], MySQLSession],
+        chunk_bytes: int,
+        *,
+        workers: int,
+        known: Callable[[TableInfo], list[Chunk] | None],
+    ) -> None:
+        self.connect = connect
+        self.chunk_bytes = chunk_bytes
+        self.workers = max(1, workers)
+        self.known = known
+        self._sessions: list[MySQLSession] = []
+        self._local = threading.local()
+        self._lock = threading.Lock()
+
+    def _session(self) -> MySQLSession:
+        session: MySQLSession | None = getattr(self._local, "session", None)
+        if session is None:
+            session = self.connect()
+            self._local.session = session
+            with self._lock:
+                self._sessions.append(session)
+        return session
+
+    def _plan_one(self, table: TableInfo) -> list[Chunk]:
+        return plan_chunks(self._session(), table, self.chunk_bytes)
+
+    def _plan_batch(self, pool: ThreadPoolExecutor, tables: list[TableInfo]) -> list[list[Chunk] | None]:
+        return list(pool.map(self._plan_one, tables))
+
+    def plan(
+        self, tables: Sequence[TableInfo]
+    ) -> Iterator[tuple[list[TableInfo], list[Chunk], list[Chunk]]]:
+        """Yields ``(batch tables, batch chunks in copy order, chunks newly planned to journal)``."""
+        groups = batches(tables, self.chunk_bytes)
+        if not groups:
+            return
+        with (
+            ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="plan") as pool,
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="plan-batch") as ahead,
+        ):
+            try:
+
+                def start(group: list[TableInfo]) -> tuple[list[list[Chunk] | None], Future[list[list[Chunk] | None]]]:
+                    # Journaled tables are read here, in the caller's thread (the journal's connection).
+                    known = [self.known(t) for t in group]
+                    todo = [t for t, k in zip(group, known, strict=True) if k is None]
+                    return known, ahead.submit(self._plan_batch, pool, todo)
+
+                pending = start(groups[0])
+                for i, group in enumerate(groups):
+                    known, future = pending
+                    planned = iter(future.result())
+                    if i + 1 < len(groups):
+                        pending = start(groups[i + 1])
+                    chunks: list[Chunk] = []
+                    new: list[Chunk] = []
+                    for journaled in known:
+                        if journaled is not None:
+                            chunks.extend(journaled)
+                            continue
+                        fresh = next(planned)
+                        assert fresh is not None
+                        chunks.extend(fresh)
+                        new.extend(fresh)
+                    yield group, chunks, new
+            finally:
+                with self._lock:
+                    for session in self._sessions:
+                        session.close()
+                    self._sessions.clear()
 
 
 def _whole_table(table: TableInfo) -> Chunk:

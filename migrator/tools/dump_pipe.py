@@ -27,7 +27,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -486,6 +486,17 @@ class ChunkCopier:
             if session is not None:
                 session.close()
                 setattr(self._local, name, None)
+
+    def use_tables(self, tables: Iterable[TableInfo]) -> None:
+        """The layouts the plan was made from: chunks of these tables need no catalog read (review C2)."""
+        with self._sessions_lock:
+            self._tables.update({(t.schema, t.name): t for t in tables})
+
+    def forget_tables(self, tables: Iterable[TableInfo]) -> None:
+        """Drop layouts of tables whose chunks are all copied: memory stays flat in the number of tables."""
+        with self._sessions_lock:
+            for t in tables:
+                self._tables.pop((t.schema, t.name), None)
 
     def _table(self, chunk: Chunk) -> TableInfo:
         key = (chunk.schema, chunk.table)
