@@ -13,6 +13,7 @@ from migrator.mysql.heartbeat import SCHEMA as HEARTBEAT_SCHEMA
 from migrator.mysql.schema import TableInfo, copy_schema, target_is_empty
 from migrator.step import Check, StepContext
 from migrator.tools.dump_pipe import ChunkCopier, CopyProgress
+from steps.s03_snapshot import prove_snapshot
 
 NUMBER = 6
 NAME = "copy"
@@ -75,6 +76,8 @@ def run(ctx: StepContext) -> dict[str, Any]:
                 )
         for sql in ctx.target_flavour.read_only_statements(True):
             target.execute(sql)  # applications must not write to the target before the cut-over
+        # Copy only a snapshot still equal to its coordinates (review A3); again once the copy is done.
+        prove_snapshot(ctx, when="before the copy")
         with ctx.snapshot() as snapshot:
             # One catalog read for every table; the plan and the copier use these layouts (review C2).
             tables = copy_order(copy_schema(snapshot, target, schemas))
@@ -129,6 +132,7 @@ def run(ctx: StepContext) -> dict[str, Any]:
         rows += report.rows
         tables_before += len(batch)
         mark = time.monotonic()
+    prove_snapshot(ctx, when="after the copy")
     ctx.put_fact(PLAN_COMPLETE, {"tables": len(tables)})
     progress: dict[str, float] = dict(ctx.journal.copy_progress())
     progress["seconds"] = round(time.monotonic() - started, 2)
