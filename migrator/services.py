@@ -18,7 +18,8 @@ from migrator.journal import Journal
 from migrator.mysql.flavour import Flavour, detect
 from migrator.mysql.heartbeat import SCHEMA as HEARTBEAT_SCHEMA
 from migrator.mysql.heartbeat import HeartbeatWriter
-from migrator.mysql.session import MySQLSession
+from migrator.mysql.session import MySQLSession, Timeouts, set_default_timeouts
+from migrator.mysql.source_identity import SourceIdentity
 from migrator.ports import SnapshotCoordinates
 from migrator.tools.binlog_applier import BinlogApplier
 from migrator.tools.binlog_streamer import BinlogStreamer
@@ -40,6 +41,10 @@ class ServiceSupervisor:
         self.config = config
         self.journal = journal
         self.log = log
+        # Every session of this run (steps and services) times out instead of hanging (review B12).
+        set_default_timeouts(
+            Timeouts(read=config.sync.read_timeout_seconds, write=config.sync.write_timeout_seconds)
+        )
         # Fault tests: "apply.after_commit" dies the first time the applier passes that hook,
         # "apply.after_commit@3" the third time (as the engine's step crash points, by SIGKILL).
         self.crash_points = frozenset(p for p in crash_points if p.startswith("apply."))
@@ -105,6 +110,9 @@ class ServiceSupervisor:
         if self.streamer is not None and self.streamer.is_running():
             return
         coords = snapshot_coordinates(self.journal)
+        identity = self.journal.fact("source_identity")
+        if identity is None:  # a journal from before step 3 recorded it: nothing to check against
+            self.log.warning("streamer.source_identity_unknown")
         self.streamer = BinlogStreamer(
             self.config.source,
             self.config.archive_dir,
@@ -112,6 +120,8 @@ class ServiceSupervisor:
             self.config.binlog.streamer_server_id,
             secrets_dir=self.config.secrets_dir,
             log=self.log.bind(service=STREAMER),
+            identity=None if identity is None else SourceIdentity.from_fact(identity),
+            stall_seconds=self.config.binlog.stall_seconds,
         )
         self.streamer.start(coords.file)
 

@@ -20,6 +20,7 @@ from migrator.mysql.snapshot_proof import (
     refuse_firing_events,
     refuse_parallel_gaps,
 )
+from migrator.mysql.source_identity import read_identity
 from migrator.services import HEARTBEAT
 from migrator.step import Check, StepContext
 
@@ -85,11 +86,15 @@ def run(ctx: StepContext) -> dict[str, Any]:
             interval=0.2,
             what="the source's heartbeat row to reach the replica",
         )
+        with ctx.source() as source:
+            # Which server the coordinates belong to: every streamer (re)start checks it (review A6).
+            identity = read_identity(source, flavour)
         coords = ctx.platform.stop_replication(identifier)
         with ctx.snapshot() as replica:
             state = read_state(replica, flavour)
-        # The state first: a "snapshot" fact always has its state beside it.
+        # The state and identity first: a "snapshot" fact always has them beside it.
         ctx.put_fact(STATE_FACT, state.as_fact())
+        ctx.put_fact("source_identity", identity.as_fact())
         snapshot = asdict(coords)
         # Journaled before promote: promotion erases the replica's record of where it stopped.
         ctx.put_fact("snapshot", snapshot)

@@ -190,6 +190,23 @@ class Flavour:
             "group, then retry"
         )
 
+    # --- the source's identity (review A6) ------------------------------------------------------
+    @property
+    def server_identity_sql(self) -> str:
+        """(server_id, server_uuid or NULL): which server the binlogs come from.
+
+        MySQL names each instance by @@server_uuid (auto.cnf), so a failover target differs.
+        MariaDB has no server_uuid (@@server_uuid does not exist): @@server_id names the server, and
+        because two servers may share an id, migrator.mysql.source_identity also requires the source's
+        binlogs to continue the archive: same sizes for complete files, and the same Gtid_list event
+        (the GTID state each MariaDB binlog file starts with, written by the server that created it)
+        at the start of the file the streamer resumes. A server with another history cannot match
+        both; a Multi-AZ failover (same volume, same files) does.
+        """
+        if self.is_mariadb:
+            return "SELECT @@GLOBAL.server_id, NULL"
+        return "SELECT @@GLOBAL.server_id, @@GLOBAL.server_uuid"
+
     # --- retention ---------------------------------------------------------------------------
     @property
     def binlog_expiry_variables(self) -> tuple[str, ...]:
