@@ -51,7 +51,14 @@ from migrator.mysql.schema import (
     missing_indexes,
     table_info,
 )
-from migrator.mysql.session import MySQLSession, error_code, is_transient, qualified, quote_identifier
+from migrator.mysql.session import (
+    MySQLSession,
+    error_code,
+    is_transient,
+    qualified,
+    quote_identifier,
+    scaled_read_timeout,
+)
 from migrator.platforms.local_server import find_binary
 from migrator.tools.defaults_file import DefaultsFile
 
@@ -837,7 +844,9 @@ class ChunkCopier:
         if missing:
             started = self.monotonic()
             try:
-                target.execute(f"ALTER TABLE {table.sql_name} " + ", ".join(f"ADD {d}" for d in missing))
+                # An index build of a big table runs for hours: not a dead connection (review B12).
+                with target.long_statement(scaled_read_timeout(table.data_length + table.index_length)):
+                    target.execute(f"ALTER TABLE {table.sql_name} " + ", ".join(f"ADD {d}" for d in missing))
             except pymysql.err.MySQLError as exc:
                 # 1061: an ALTER of a killed earlier run was still finishing (the server completes it
                 # after its client died, and we waited behind it): what it added is there now.
