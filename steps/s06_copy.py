@@ -8,7 +8,7 @@ from typing import Any
 from migrator.config import Config
 from migrator.errors import PreflightFailed
 from migrator.journal import Journal
-from migrator.mysql.chunking import Chunk, LazyPlanner, copy_order
+from migrator.mysql.chunking import MIN_CHUNK_TIMEOUT, Chunk, LazyPlanner, chunk_timeout, copy_order
 from migrator.mysql.heartbeat import SCHEMA as HEARTBEAT_SCHEMA
 from migrator.mysql.schema import TableInfo, copy_schema, target_is_empty
 from migrator.step import Check, StepContext
@@ -109,8 +109,8 @@ def run(ctx: StepContext) -> dict[str, Any]:
         # resets twice within a minute (the fault suite's net-cut trials).
         attempts=5,
         # A chunk that takes this long is stuck, not slow (a target out of disk waits forever for space):
-        # stop with a message instead of hanging; the resume reloads the chunk.
-        chunk_timeout=max(300.0, cfg.copy.chunk_mb * 30.0),
+        # stop with a message instead of hanging; the resume reloads the chunk. Set per batch below.
+        chunk_timeout=max(MIN_CHUNK_TIMEOUT, cfg.copy.chunk_mb * 30.0),
     )
     planner = LazyPlanner(
         ctx.snapshot,
@@ -126,6 +126,14 @@ def run(ctx: StepContext) -> dict[str, Any]:
         if new:  # journaled before any of them is copied: a resume copies exactly these ranges
             ctx.journal.save_chunk_plan([(c.chunk_id(), c.schema, c.table, c.to_json()) for c in new])
         batch_size = len(batch)
+        # Each batch's pipes may run as long as its biggest chunk needs (review B8): a table copied
+        # whole, or hashed into buckets that each scan it, is not stuck at the old fixed budget.
+        by_table: dict[tuple[str, str], list[Chunk]] = {}
+        for chunk in chunks:
+            by_table.setdefault((chunk.schema, chunk.table), []).append(chunk)
+        copier.chunk_timeout = max(
+            chunk_timeout(t, by_table.get((t.schema, t.name), []), cfg.copy.chunk_mb * 1024 * 1024) for t in batch
+        )
         copier.use_tables(batch)
         report = copier.copy(chunks)
         copier.forget_tables(batch)
