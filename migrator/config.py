@@ -66,6 +66,10 @@ class BinlogSettings:
     retention_hours: int = 24
     wait_seconds: int = 0
     streamer_server_id: int = 4242
+    # The streamer is restarted when its archive has not grown for this long while the source's head moved.
+    stall_seconds: int = 60
+    # The run stops cleanly (exit 1) before the work directory's free space falls below this.
+    min_free_mb: int = 1024
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,12 @@ class SyncSettings:
     heartbeat_seconds: float = 1.0
     checksum_workers: int = 2
     group_commit: int = 50
+    # Every MySQL session: how long one read (a statement's result) or write may block (review B12).
+    read_timeout_seconds: int = 3600
+    write_timeout_seconds: int = 600
+    # Waits of steps 2 and 3 (review C5): a 4 TB RDS replica takes hours to create.
+    replica_timeout_seconds: int = 172_800
+    promote_timeout_seconds: int = 7_200
 
 
 @dataclass(frozen=True)
@@ -362,6 +372,8 @@ def parse(data: Mapping[str, Any], file: Path) -> Config:
         retention_hours=b.positive("retention_hours", 24),
         wait_seconds=b.positive("wait_seconds", 0, allow_zero=True),
         streamer_server_id=b.positive("streamer_server_id", 4242),
+        stall_seconds=b.positive("stall_seconds", 60),
+        min_free_mb=b.positive("min_free_mb", 1024, allow_zero=True),
     )
     b.finish()
 
@@ -379,6 +391,10 @@ def parse(data: Mapping[str, Any], file: Path) -> Config:
         heartbeat_seconds=y.get("heartbeat_seconds", float, 1.0),
         checksum_workers=y.positive("checksum_workers", 2),
         group_commit=y.positive("group_commit", 50),
+        read_timeout_seconds=y.positive("read_timeout_seconds", 3600),
+        write_timeout_seconds=y.positive("write_timeout_seconds", 600),
+        replica_timeout_seconds=y.positive("replica_timeout_seconds", 172_800),
+        promote_timeout_seconds=y.positive("promote_timeout_seconds", 7_200),
     )
     y.finish()
 

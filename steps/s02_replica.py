@@ -10,6 +10,7 @@ from typing import Any
 
 from migrator.config import Config
 from migrator.mysql import heartbeat
+from migrator.services import HEARTBEAT
 from migrator.step import Check, StepContext
 
 NUMBER = 2
@@ -58,6 +59,9 @@ def run(ctx: StepContext) -> dict[str, Any]:
         ctx.log.info("binlog.retention_raised", hours=cfg.binlog.retention_hours, previous=current)
     with ctx.source() as source:
         heartbeat.ensure_table(source)  # in the snapshot, so the target gets the table by the copy
+    # Beating before the replica stops: step 3 records the replicated beat, and a beat that moves
+    # after the stop proves replication ran past the coordinates (review A3).
+    ctx.services.start(HEARTBEAT)
     identifier = replica_id(cfg)
     ctx.put_fact("replica_id", identifier)  # before creating: a resume adopts instead of creating another
     ctx.platform.create_replica(identifier)

@@ -116,24 +116,34 @@ def _placeholders(values: Sequence[object]) -> str:
     return ", ".join(["%s"] * len(values))
 
 
-def base_tables(session: MySQLSession, schemas: Sequence[str]) -> list[TableInfo]:
-    """Every base table (no views, sequences or system-versioned tables) of ``schemas``, by name."""
+def base_tables(session: MySQLSession, schemas: Sequence[str], *, only_table: str | None = None) -> list[TableInfo]:
+    """Every base table (no views, sequences or system-versioned tables) of ``schemas``, by name.
+
+    Three catalog reads for all of ``schemas``: call it once per run, not once per table. With
+    ``only_table`` (one schema), only that table is read: the server opens one table's metadata instead
+    of every table's (5.5 s per lookup at 10,000 tables in one schema, review C2).
+    """
     if not schemas:
         return []
+    if only_table is not None and len(schemas) != 1:
+        raise ValueError("base_tables(only_table=...) reads one schema")
     ph = _placeholders(schemas)
+    # Equality on both names lets the server skip opening every other table of the schema.
+    only = " AND TABLE_NAME = %s" if only_table is not None else ""
+    args = [*schemas, only_table] if only_table is not None else list(schemas)
     tables = session.rows(
         "SELECT TABLE_SCHEMA, TABLE_NAME, COALESCE(ENGINE, ''), COALESCE(TABLE_ROWS, 0),"
         " COALESCE(AVG_ROW_LENGTH, 0), COALESCE(DATA_LENGTH, 0), COALESCE(INDEX_LENGTH, 0)"
-        f" FROM information_schema.TABLES WHERE TABLE_SCHEMA IN ({ph}) AND TABLE_TYPE = 'BASE TABLE'"
+        f" FROM information_schema.TABLES WHERE TABLE_SCHEMA IN ({ph}){only} AND TABLE_TYPE = 'BASE TABLE'"
         " ORDER BY TABLE_SCHEMA, TABLE_NAME",
-        list(schemas),
+        args,
     )
     columns: dict[tuple[str, str], list[ColumnInfo]] = {}
     for schema, table, name, data_type, column_type, nullable, extra in session.rows(
         "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, EXTRA"
-        f" FROM information_schema.COLUMNS WHERE TABLE_SCHEMA IN ({ph})"
+        f" FROM information_schema.COLUMNS WHERE TABLE_SCHEMA IN ({ph}){only}"
         " ORDER BY TABLE_SCHEMA, TABLE_NAME, ORDINAL_POSITION",
-        list(schemas),
+        args,
     ):
         generated = (
             "VIRTUAL" in str(extra).upper()
@@ -148,8 +158,8 @@ def base_tables(session: MySQLSession, schemas: Sequence[str]) -> list[TableInfo
     others: dict[tuple[str, str], dict[str, list[tuple[int, str, bool]]]] = {}
     for schema, table, index, seq, column, sub_part, non_unique, index_type in session.rows(
         "SELECT TABLE_SCHEMA, TABLE_NAME, INDEX_NAME, SEQ_IN_INDEX, COLUMN_NAME, SUB_PART, NON_UNIQUE, INDEX_TYPE"
-        f" FROM information_schema.STATISTICS WHERE TABLE_SCHEMA IN ({ph})",
-        list(schemas),
+        f" FROM information_schema.STATISTICS WHERE TABLE_SCHEMA IN ({ph}){only}",
+        args,
     ):
         if str(index_type).upper() != "BTREE":
             continue
@@ -205,7 +215,8 @@ def _choose_key(
 
 
 def table_info(session: MySQLSession, schema: str, table: str) -> TableInfo:
-    for info in base_tables(session, [schema]):
+    """One table's layout, read for that table alone (see base_tables)."""
+    for info in base_tables(session, [schema], only_table=table):
         if info.name == table:
             return info
     raise PreflightFailed(f"table {schema}.{table} does not exist on {session.endpoint.describe()}")

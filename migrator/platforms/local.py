@@ -65,7 +65,9 @@ class LocalPlatform:
             self.root / identifier,
             server_id=self.config.replica.server_id,
             port=self.config.replica.port,
-            log_bin=False,
+            # Its own writes (an event, a person) then move gtid_binlog_pos: step 3's proof sees them.
+            # Replicated events stay out of its binlog (log_slave_updates is off).
+            log_bin=True,
         )
 
     def _created_marker(self, identifier: str) -> Path:

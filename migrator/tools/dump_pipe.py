@@ -37,7 +37,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -61,7 +61,14 @@ from migrator.mysql.schema import (
     missing_indexes,
     table_info,
 )
-from migrator.mysql.session import MySQLSession, error_code, is_transient, qualified, quote_identifier
+from migrator.mysql.session import (
+    MySQLSession,
+    error_code,
+    is_transient,
+    qualified,
+    quote_identifier,
+    scaled_read_timeout,
+)
 from migrator.platforms.local_server import find_binary
 from migrator.tools.defaults_file import DefaultsFile
 
@@ -565,6 +572,17 @@ class ChunkCopier:
                 session.close()
                 setattr(self._local, name, None)
 
+    def use_tables(self, tables: Iterable[TableInfo]) -> None:
+        """The layouts the plan was made from: chunks of these tables need no catalog read (review C2)."""
+        with self._sessions_lock:
+            self._tables.update({(t.schema, t.name): t for t in tables})
+
+    def forget_tables(self, tables: Iterable[TableInfo]) -> None:
+        """Drop layouts of tables whose chunks are all copied: memory stays flat in the number of tables."""
+        with self._sessions_lock:
+            for t in tables:
+                self._tables.pop((t.schema, t.name), None)
+
     def _table(self, chunk: Chunk) -> TableInfo:
         key = (chunk.schema, chunk.table)
         with self._sessions_lock:
@@ -941,7 +959,9 @@ class ChunkCopier:
         if missing:
             started = self.monotonic()
             try:
-                target.execute(f"ALTER TABLE {table.sql_name} " + ", ".join(f"ADD {d}" for d in missing))
+                # An index build of a big table runs for hours: not a dead connection (review B12).
+                with target.long_statement(scaled_read_timeout(table.data_length + table.index_length)):
+                    target.execute(f"ALTER TABLE {table.sql_name} " + ", ".join(f"ADD {d}" for d in missing))
             except pymysql.err.MySQLError as exc:
                 # 1061: an ALTER of a killed earlier run was still finishing (the server completes it
                 # after its client died, and we waited behind it): what it added is there now.
