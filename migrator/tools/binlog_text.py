@@ -17,6 +17,13 @@ Dropped on purpose, with the reason:
 - ``START TRANSACTION`` / ``BEGIN`` / ``COMMIT`` / Xid: the applier brackets (groups of) transactions itself.
 Translated: ``/*!\\C cs */`` (the mysql client's charset command, which the server cannot parse) becomes
 ``SET NAMES cs``; the tool always follows it with ``SET @@session.character_set_client=...``.
+
+Session state is interpreted, not replayed blindly (``session_sql``): the applier runs it inside its own
+grouped target transaction, where transaction control would commit the group early (``SET autocommit=1``
+after ``=0``) or fail (``SET TRANSACTION ...``, ``GTID_NEXT``). What a statement needs is kept (timestamp,
+sql_mode, character sets and collations, time_zone, FK/unique checks, lc_time_names, pseudo_thread_id,
+auto_increment_*, ...); autocommit, SET TRANSACTION, GTID_NEXT and the original_*/immediate_* bookkeeping
+are dropped, from a combined ``SET a=1, b=2`` list too.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 FOOTER = b"# End of log file"
+_ADDED_BY_TOOL = b"/* added by mysqlbinlog */"
 
 _AT = re.compile(rb"^# at (\d+)\s*$")
 _HEADER = re.compile(
@@ -50,6 +58,90 @@ _MARKER_EVENTS = (b"Gtid list", b"Binlog checkpoint", b"Rotate", b"Stop", b"Star
                   b"Previous-GTIDs", b"Heartbeat")
 _ROW_EVENTS = (b"Write_rows", b"Update_rows", b"Delete_rows", b"Partial_update_rows", b"Rows_query")
 _CONTEXT_EVENTS = (b"User_var", b"Intvar", b"Rand")
+
+
+# --- session state: what a statement needs is kept, transaction control is dropped ---------------
+# Variables whose SET must never run inside the applier's open target transaction: autocommit (=1 after =0
+# commits it), the transaction characteristics and GTID_NEXT (errors inside a transaction), sql_log_bin and
+# binlog_format (the same), and the source's commit bookkeeping (original_*, immediate_*: the target keeps
+# its own). Everything else mysqlbinlog prints is per-statement context and is kept.
+_TRANSACTION_CONTROL = frozenset({
+    b"autocommit", b"transaction_isolation", b"tx_isolation", b"transaction_read_only", b"tx_read_only",
+    b"gtid_next", b"sql_log_bin", b"binlog_format",
+})
+_DROPPED_PREFIXES = (b"original_", b"immediate_")
+_VERSIONED_COMMENT = re.compile(rb"^/\*(M?!\d*)\s?([\s\S]*?)\s*\*/$")
+_TRAILING_COMMENT = re.compile(rb"\s*/\*(?![!M])[\s\S]*?\*/\s*$")
+_SET = re.compile(rb"^\s*SET\s+", re.IGNORECASE)
+_SET_TRANSACTION = re.compile(rb"^\s*SET\s+(?:(?:SESSION|GLOBAL|LOCAL)\s+)?TRANSACTION\b", re.IGNORECASE)
+_ASSIGNED_NAME = re.compile(rb"^\s*((?:@@(?:session\.|local\.)?|(?:session|local)\s+)?)(@?`?[\w$]+`?)\s*:?=",
+                            re.IGNORECASE)
+
+
+def _top_level_items(text: bytes) -> list[bytes]:
+    """``a=1, b='x,y', c=f(1,2)`` -> the three assignments (commas inside quotes or brackets kept)."""
+    items: list[bytes] = []
+    depth, quote, start, i = 0, 0, 0, 0
+    while i < len(text):
+        ch = text[i]
+        if quote:
+            if ch == 0x5C:  # backslash escapes the next byte
+                i += 1
+            elif ch == quote:
+                quote = 0
+        elif ch in (0x27, 0x22, 0x60):  # ' " `
+            quote = ch
+        elif ch == 0x28:
+            depth += 1
+        elif ch == 0x29:
+            depth -= 1
+        elif ch == 0x2C and depth == 0:
+            items.append(text[start:i])
+            start = i + 1
+        i += 1
+    items.append(text[start:])
+    return items
+
+
+def _assigned_variable(item: bytes) -> bytes | None:
+    """The lower-case session variable an assignment sets (``autocommit`` for ``@@session.autocommit=1``);
+    None for a user variable (``@x:=1``) or something that is not an assignment (``NAMES utf8mb4``)."""
+    match = _ASSIGNED_NAME.match(item)
+    if match is None or match.group(2).startswith(b"@"):
+        return None
+    return match.group(2).strip(b"`").lower()
+
+
+def _is_transaction_control(variable: bytes) -> bool:
+    return variable in _TRANSACTION_CONTROL or variable.startswith(_DROPPED_PREFIXES)
+
+
+def session_sql(sql: bytes) -> bytes | None:
+    """The part of a session statement mysqlbinlog printed that may run inside an open transaction, or None.
+
+    ``SET TRANSACTION ...`` (also as ``/*!50718 ...*/``), ``SET @@SESSION.GTID_NEXT=...`` and
+    ``/*!80001 SET @@session.original_commit_timestamp=...*/`` give None; ``SET @@session.foreign_key_checks=1,
+    @@session.autocommit=0`` gives ``SET @@session.foreign_key_checks=1``. Anything else is returned as is.
+    """
+    wrapper = b""
+    body = sql
+    versioned = _VERSIONED_COMMENT.match(sql.strip())
+    if versioned:
+        wrapper, body = versioned.group(1), versioned.group(2)
+    body = _TRAILING_COMMENT.sub(b"", body)  # "/* added by mysqlbinlog */"
+    if _SET_TRANSACTION.match(body):
+        return None
+    set_keyword = _SET.match(body)
+    if set_keyword is None:
+        return sql
+    items = _top_level_items(body[set_keyword.end():])
+    kept = [item for item in items if not _is_transaction_control(_assigned_variable(item) or b"")]
+    if len(kept) == len(items):
+        return sql
+    if not kept:
+        return None
+    rebuilt = b"SET " + b",".join(kept).strip()
+    return b"/*" + wrapper + b" " + rebuilt + b"*/" if wrapper else rebuilt
 
 
 class BinlogParseError(ValueError):
@@ -221,13 +313,24 @@ class _Parser:
                 self.footer_seen = True
 
     def _statement(self, sql: bytes) -> None:
+        if self.event is not None and _ADDED_BY_TOOL in sql:
+            # MySQL's tool ends its output with "SET @@SESSION.GTID_NEXT= 'AUTOMATIC' /* added by
+            # mysqlbinlog */" after the last event, with no header of its own: it must not become that
+            # event's statement (a DDL would turn into a session statement). The tool prints it only once
+            # it has printed the last whole event, so that event is complete.
+            self._close_event()
         if self.event is not None:
             self.event.statements.append(sql)
             return
         # Outside any event: the tool's preamble and trailer (PSEUDO_SLAVE_MODE, COMPLETION_TYPE).
         if _keyword(sql).startswith(b"ROLLBACK"):
             return
-        self.out.append(SessionStatement(sql))
+        self._session(sql)
+
+    def _session(self, sql: bytes) -> None:
+        kept = session_sql(sql)
+        if kept is not None:
+            self.out.append(SessionStatement(kept))
 
     def finish(self) -> None:
         if self.footer_seen:
@@ -281,9 +384,16 @@ class _Parser:
         """SETs that precede a statement (user variables, INSERT_ID): inside a transaction or before a DDL."""
         for sql in statements:
             if self.tx is not None:
-                self.tx.statements.append(Statement(sql))
+                self._in_transaction(sql)
             else:
-                self.out.append(SessionStatement(sql))
+                self._session(sql)
+
+    def _in_transaction(self, sql: bytes) -> None:
+        """Session state printed inside a transaction (a statement-based event's prefix): interpreted too."""
+        assert self.tx is not None
+        kept = session_sql(sql)
+        if kept is not None:
+            self.tx.statements.append(Statement(kept))
 
     def _format_description(self, event: _Event) -> None:
         # A new file (or the tool's reprint of the file's header): a transaction still open came
@@ -293,7 +403,10 @@ class _Parser:
         for sql in event.statements:
             if _keyword(sql).startswith(b"ROLLBACK"):
                 continue
-            self.out.append(SessionStatement(sql, is_format_description=sql.lstrip().upper().startswith(b"BINLOG")))
+            if sql.lstrip().upper().startswith(b"BINLOG"):
+                self.out.append(SessionStatement(sql, is_format_description=True))
+            else:
+                self._session(sql)
         self.out.append(PositionMarker(event.end_pos, "Format_desc"))
 
     def _gtid(self, event: _Event) -> None:
@@ -308,7 +421,7 @@ class _Parser:
             next_gtid = _GTID_NEXT.search(sql)  # MySQL prints its GTID as SET GTID_NEXT
             if next_gtid and next_gtid.group(1).upper() not in (b"AUTOMATIC", b"ANONYMOUS"):
                 gtid = next_gtid.group(1).decode("ascii")
-            self.out.append(SessionStatement(sql))
+            self._session(sql)
         flagged_ddl = bool(match and b"ddl" in match.group(2).split())
         if starts_transaction:
             self.tx = _OpenTransaction(event.at, gtid, flagged_ddl)
@@ -336,7 +449,8 @@ class _Parser:
             return
         keyword = _keyword(text)
         if self.tx is not None:
-            self.tx.statements.extend(Statement(s) for s in prefix)
+            for sql in prefix:
+                self._in_transaction(sql)
             if keyword == b"COMMIT":
                 tx, self.tx = self.tx, None
                 self.out.append(tx.close(event.end_pos))
@@ -347,7 +461,7 @@ class _Parser:
                 self.tx.statements.append(Statement(text, self.default_db, is_query=True))
             return
         for sql in prefix:
-            self.out.append(SessionStatement(sql))
+            self._session(sql)
         pending, self.pending_gtid = self.pending_gtid, None
         start_pos = pending.start_pos if pending else event.at
         gtid = pending.gtid if pending else None
