@@ -180,10 +180,24 @@ class Transaction:
     tables: frozenset[tuple[str, str]] = frozenset()  # (schema, table) from Table_map events
     is_ddl: bool = False
     rolled_back: bool = False  # ended by a ROLLBACK query (only non-transactional changes were logged)
+    # The prepared part of an XA transaction (XA START ... XA END; XA PREPARE): its XID, e.g. "X'7831',X'',1".
+    # It takes effect only at its XA COMMIT, a separate XaOutcome later in the stream (maybe files later).
+    xa_prepared: str | None = None
 
     @property
     def queries(self) -> tuple[Statement, ...]:
         return tuple(s for s in self.statements if s.is_query)
+
+
+@dataclass(frozen=True)
+class XaOutcome:
+    """``XA COMMIT xid`` or ``XA ROLLBACK xid`` of a transaction prepared earlier (an XA PREPARE unit)."""
+
+    start_pos: int
+    end_pos: int
+    xid: str
+    commit: bool
+    gtid: str | None = None
 
 
 @dataclass(frozen=True)
@@ -202,7 +216,7 @@ class Incident:
     text: str
 
 
-Unit = SessionStatement | Transaction | PositionMarker | Incident
+Unit = SessionStatement | Transaction | XaOutcome | PositionMarker | Incident
 
 
 def _unquote(raw: bytes) -> str:
@@ -232,8 +246,9 @@ class _OpenTransaction:
     flagged_ddl: bool = False  # MariaDB's GTID "ddl" flag: CREATE TABLE ... SELECT comes as a transaction
     statements: list[Statement] = field(default_factory=list)
     tables: set[tuple[str, str]] = field(default_factory=set)
+    xid: str | None = None  # opened by XA START
 
-    def close(self, end_pos: int, *, rolled_back: bool = False) -> Transaction:
+    def close(self, end_pos: int, *, rolled_back: bool = False, xa_prepared: bool = False) -> Transaction:
         return Transaction(
             start_pos=self.start_pos,
             end_pos=end_pos,
@@ -242,6 +257,7 @@ class _OpenTransaction:
             tables=frozenset(self.tables),
             is_ddl=self.flagged_ddl or any(s.is_query and not is_dml(s.sql) for s in self.statements),
             rolled_back=rolled_back,
+            xa_prepared=self.xid if xa_prepared else None,
         )
 
 
@@ -254,6 +270,24 @@ class _PendingGtid:
 
 def _keyword(sql: bytes) -> bytes:
     return sql.strip().rstrip(b";").strip().upper()
+
+
+_XA = re.compile(rb"^\s*XA\s+(START|BEGIN|END|PREPARE|COMMIT|ROLLBACK)\s+(.*?)\s*;?\s*$", re.IGNORECASE | re.DOTALL)
+_XA_SUFFIX = re.compile(rb"\s+(?:ONE\s+PHASE|JOIN|RESUME|SUSPEND(?:\s+FOR\s+MIGRATE)?)\s*$", re.IGNORECASE)
+
+
+def _xa(sql: bytes) -> tuple[bytes, str, bool] | None:
+    """(verb, xid, one_phase) for an XA statement: ``XA COMMIT X'31',X'',1 ONE PHASE`` ->
+    (b"COMMIT", "X'31',X'',1", True)."""
+    match = _XA.match(sql)
+    if match is None:
+        return None
+    rest = match.group(2)
+    suffix = _XA_SUFFIX.search(rest)
+    one_phase = bool(suffix and b"ONE" in suffix.group(0).upper())
+    xid = rest[: suffix.start()] if suffix else rest
+    verb = match.group(1).upper()
+    return (b"START" if verb == b"BEGIN" else verb), xid.decode("utf-8", "surrogateescape"), one_phase
 
 
 class _Parser:
@@ -350,10 +384,14 @@ class _Parser:
             self._gtid(event)
         elif event.kind(b"Query"):
             self._query(event)
-        elif event.kind(b"Xid", b"XID"):
+        elif event.kind(b"Xid", b"XID", b"XA PREPARE", b"XA_prepare"):
             if self.tx is not None:
+                # MariaDB prints an XA PREPARE as "XID = X'..'" with the statement "XA PREPARE X'..'",
+                # MySQL as "XA PREPARE X'..'" (or "XA COMMIT X'..' ONE PHASE": an ordinary commit).
+                xa = next((x for x in map(_xa, event.statements) if x is not None), None)
+                prepared = xa is not None and xa[0] == b"PREPARE"
                 tx, self.tx = self.tx, None
-                self.out.append(tx.close(event.end_pos))
+                self.out.append(tx.close(event.end_pos, xa_prepared=prepared and tx.xid is not None))
         elif event.kind(b"Table_map"):
             match = _TABLE_MAP.search(event.text)
             if match is None:
@@ -414,9 +452,14 @@ class _Parser:
         match = _GTID_MARIADB.match(event.text)
         gtid = match.group(1).decode("ascii") if match else None
         starts_transaction = False
+        xid: str | None = None
         for sql in event.statements:
             if _keyword(sql) in (b"START TRANSACTION", b"BEGIN"):
                 starts_transaction = True
+                continue
+            xa = _xa(sql)
+            if xa is not None and xa[0] == b"START":  # MariaDB prints XA START with the GTID event
+                starts_transaction, xid = True, xa[1]
                 continue
             next_gtid = _GTID_NEXT.search(sql)  # MySQL prints its GTID as SET GTID_NEXT
             if next_gtid and next_gtid.group(1).upper() not in (b"AUTOMATIC", b"ANONYMOUS"):
@@ -424,7 +467,7 @@ class _Parser:
             self._session(sql)
         flagged_ddl = bool(match and b"ddl" in match.group(2).split())
         if starts_transaction:
-            self.tx = _OpenTransaction(event.at, gtid, flagged_ddl)
+            self.tx = _OpenTransaction(event.at, gtid, flagged_ddl, xid=xid)
             self.pending_gtid = None
         else:
             self.pending_gtid = _PendingGtid(gtid, event.at, flagged_ddl)
@@ -451,7 +494,13 @@ class _Parser:
         if self.tx is not None:
             for sql in prefix:
                 self._in_transaction(sql)
-            if keyword == b"COMMIT":
+            xa = _xa(text)
+            if xa is not None and xa[0] == b"END":
+                return  # XA END: the prepare (or a one-phase commit) follows as its own event
+            if xa is not None and xa[0] == b"PREPARE":
+                tx, self.tx = self.tx, None
+                self.out.append(tx.close(event.end_pos, xa_prepared=tx.xid is not None))
+            elif keyword == b"COMMIT" or (xa is not None and xa[0] == b"COMMIT" and xa[2]):  # ONE PHASE
                 tx, self.tx = self.tx, None
                 self.out.append(tx.close(event.end_pos))
             elif keyword == b"ROLLBACK":
@@ -467,6 +516,13 @@ class _Parser:
         gtid = pending.gtid if pending else None
         if keyword in (b"BEGIN", b"START TRANSACTION"):
             self.tx = _OpenTransaction(start_pos, gtid, pending.flagged_ddl if pending else False)
+            return
+        xa = _xa(text)
+        if xa is not None and xa[0] == b"START":  # MySQL logs XA START as a Query event
+            self.tx = _OpenTransaction(start_pos, gtid, False, xid=xa[1])
+            return
+        if xa is not None and xa[0] in (b"COMMIT", b"ROLLBACK"):
+            self.out.append(XaOutcome(start_pos, event.end_pos, xa[1], commit=xa[0] == b"COMMIT", gtid=gtid))
             return
         if keyword in (b"COMMIT", b"ROLLBACK"):
             return  # a stray end (the stream started inside a transaction): nothing to replay
@@ -576,4 +632,15 @@ def admin_statement_kind(sql: bytes) -> str | None:
     """'FLUSH', 'ANALYZE', ... for administrative statements: they change no migrated row, so the applier
     skips them (a replayed FLUSH needs RELOAD; an OPTIMIZE rebuilds a table) and no proof depends on them."""
     match = _ADMIN.match(_strip_literals(sql))
+    return match.group(1).upper().decode("ascii") if match else None
+
+
+_STATEMENT_DML = re.compile(rb"^\s*(INSERT|UPDATE|DELETE|REPLACE|LOAD)\b", re.IGNORECASE)
+
+
+def statement_dml_kind(sql: bytes) -> str | None:
+    """'INSERT', 'UPDATE', ... for a Query event's text that changes rows as a statement (binlog_format
+    STATEMENT/MIXED), else None. Under ROW every row change is a row event; such a text means a source
+    session still logs statements (a pooled connection opened before binlog_format became ROW)."""
+    match = _STATEMENT_DML.match(_strip_literals(sql))
     return match.group(1).upper().decode("ascii") if match else None

@@ -53,3 +53,23 @@ def test_trailing_ddl_runs_with_its_database_outside_the_group(tmp_path: Path) -
     alter = sql.index(b"ALTER TABLE orders ADD COLUMN note VARCHAR(40) NULL")
     assert b"USE `shop`" in sql[:alter]
     assert not target.sent[alter].in_group
+
+
+def test_mysql_ctas_xa_and_admin_shapes(tmp_path: Path) -> None:
+    target = run_over(tmp_path, corpus()["mysql80_xa_ctas_admin.txt"], group_commit=50,
+                      schemas=frozenset({"shop"}))
+    sql = [s.sql for s in target.sent]
+    # Atomic CTAS: "CREATE TABLE ... START TRANSACTION" leaves a transaction open on MySQL; it is committed
+    # before the position moves past it (the marker protocol's last step).
+    create = next(i for i, s in enumerate(sql) if s.startswith(b"CREATE TABLE `daily`"))
+    position = next(i for i in range(create, len(sql)) if sql[i].startswith(b"UPDATE `_migrator`.`apply_position`"))
+    assert sql[create + 1].startswith(b"BINLOG '") and sql[create + 2] == b"COMMIT" and create + 2 < position
+    # FLUSH / ANALYZE: skipped. XA: the prepared part's rows run once, at XA COMMIT, with the bookkeeping.
+    assert not any(s.startswith((b"FLUSH", b"ANALYZE", b"XA ")) for s in sql)
+    record = next(i for i, s in enumerate(sql) if s.startswith(b"INSERT INTO `_migrator`.`apply_xa`"))
+    forget = next(i for i, s in enumerate(sql) if s.startswith(b"DELETE FROM `_migrator`.`apply_xa`"))
+    xa_rows = [i for i, s in enumerate(sql) if s.startswith(b"BINLOG '\nMlIWaRMf")]
+    assert len(xa_rows) == 1 and record < xa_rows[0] < forget
+    assert target.sent[record].in_group and target.sent[forget].in_group
+    one_phase = [i for i, s in enumerate(sql) if s.startswith(b"BINLOG '\nNlIWaRMf")]
+    assert len(one_phase) == 1 and target.sent[one_phase[0]].in_group
