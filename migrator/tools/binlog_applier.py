@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pymysql
 import structlog
@@ -50,6 +50,9 @@ from migrator.tools.binlog_text import (
     PositionMarker,
     SessionStatement,
     Transaction,
+    TransactionAbandoned,
+    TransactionPart,
+    Unit,
     XaOutcome,
     account_statement_kind,
     admin_statement_kind,
@@ -96,6 +99,24 @@ _TRUNCATED_TAIL = b"Event truncated"
 
 Position = tuple[str, int]
 FaultHook = Callable[[str], None]
+
+
+@dataclass
+class _Stream:
+    """A large source transaction being applied part by part, in a target transaction of its own."""
+
+    start_pos: int
+    verdict: str
+    reason: str
+
+
+def _unit_bytes(unit: Unit) -> int:
+    """What a parsed unit holds in memory, roughly (the read-ahead bounds the sum)."""
+    if isinstance(unit, (Transaction, TransactionPart)):
+        return 256 + sum(len(s.sql) + 64 for s in unit.statements)
+    if isinstance(unit, SessionStatement):
+        return 64 + len(unit.sql)
+    return 128
 
 
 @dataclass(frozen=True)
@@ -191,6 +212,7 @@ class BinlogApplier:
         group_commit: int = 50,
         log: Any = None,
         max_chunk_bytes: int = 8 << 20,
+        read_ahead_bytes: int = 16 << 20,
         fault_hook: FaultHook | None = None,
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
@@ -204,6 +226,7 @@ class BinlogApplier:
         self.group_commit = max(1, group_commit)
         self.log = log if log is not None else structlog.get_logger()
         self.max_chunk_bytes = max_chunk_bytes
+        self.read_ahead_bytes = read_ahead_bytes  # parsed units waiting for the target, at most
         self.fault_hook = fault_hook
         self._sleep = sleep
         self._monotonic = monotonic
@@ -222,6 +245,7 @@ class BinlogApplier:
         self._group_open = False  # BEGIN + guard sent, or queued in _pending
         self._group_size = 0
         self._xa: dict[str, _PreparedXa] = {}  # prepared on the source, applied once committed there
+        self._stream: _Stream | None = None  # a large transaction partly sent, not yet complete
 
     # --- the position row --------------------------------------------------------------------
     def ensure_position_table(self) -> None:
@@ -335,7 +359,10 @@ class BinlogApplier:
         with tempfile.TemporaryFile() as stderr:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr)
             assert proc.stdout is not None
-            ahead = ReadAhead(parse(proc.stdout))  # parses while we wait on the target
+            # Parses while we wait on the target; a transaction larger than a round trip is streamed
+            # into the target transaction as it is read, never held whole (review B7).
+            units = parse(proc.stdout, stream_bytes=self._chunk_budget)
+            ahead = ReadAhead(units, weight=_unit_bytes, max_bytes=self.read_ahead_bytes)
             try:
                 for unit in ahead:
                     end = getattr(unit, "end_pos", None)
@@ -345,6 +372,7 @@ class BinlogApplier:
                     self._consume(file, unit, counters)
                 else:
                     read_all = True
+                self._abort_stream()  # the output ended (or we stopped) inside a large transaction
                 self._commit_group()
             finally:
                 if not read_all and proc.poll() is None:
@@ -392,9 +420,18 @@ class BinlogApplier:
                 hint="the changes after the snapshot are incomplete: take a new snapshot "
                 "(restart from step 2)",
             )
+        elif isinstance(unit, TransactionPart):
+            if unit.start_pos < self._cursor[1]:
+                return  # applied already: the cursor is always at a transaction's boundary
+            self._stream_part(file, unit, counters)
+        elif isinstance(unit, TransactionAbandoned):
+            self._abort_stream()
         elif isinstance(unit, Transaction):
             if unit.end_pos <= self._cursor[1]:
                 return  # before the start position (the tool reprints the file's header)
+            if unit.streamed:
+                self._stream_end(file, unit, counters)
+                return
             self._transaction(file, unit, counters)
         elif isinstance(unit, XaOutcome):
             if unit.end_pos <= self._cursor[1]:
@@ -413,22 +450,8 @@ class BinlogApplier:
                 "or apply it by hand and move the position past it: "
                 f"UPDATE {POSITION_TABLE} SET file='{file}', pos={tx.end_pos} WHERE id=1",
             )
-        dml = next((q for q in tx.queries if statement_dml_kind(q.sql)), None) if verdict == "apply" else None
-        if dml is not None:
-            self._commit_group()
-            self._save_cursor()
-            text = dml.sql[:300].decode("utf-8", "replace")
-            raise ApplyConflict(
-                f"the source transaction at {where} (GTID {tx.gtid or '-'}) changes rows of a migrated schema "
-                f"with a statement-based event ({text}): a session on the source still logs with "
-                "binlog_format STATEMENT or MIXED (binlog_format=ROW applies to sessions opened after it was "
-                "set), and replaying the statement could change other rows on the target than on the source",
-                hint="recycle every application connection to the source (restart the pools, or kill the "
-                "sessions opened before binlog_format became ROW) so every session logs rows; then check that "
-                f"this statement is deterministic, run it on the target by hand and move past it: UPDATE "
-                f"{POSITION_TABLE} SET file='{file}', pos={tx.end_pos} WHERE id=1; and run again. If unsure, "
-                "restart from a new snapshot (step 2) once all sessions log rows",
-            )
+        if verdict == "apply":
+            self._refuse_statement_dml(file, tx)
         if tx.xa_prepared is not None:
             # Not applied yet: it takes effect at its XA COMMIT. Remember where it is, with the position.
             prepared = _PreparedXa(file, tx.start_pos, tx.end_pos, verdict == "apply")
@@ -460,6 +483,103 @@ class BinlogApplier:
             counters.bytes += len(sql)
         counters.transactions += 1
         self._advance(file, tx.end_pos, tx.gtid)
+
+    def _refuse_statement_dml(self, file: str, tx: Transaction | TransactionPart) -> None:
+        dml = next((q for q in tx.queries if statement_dml_kind(q.sql)), None)
+        if dml is None:
+            return
+        self._abort_stream()
+        self._commit_group()
+        self._save_cursor()
+        where = f"{file}:{tx.start_pos}"
+        end = getattr(tx, "end_pos", None)
+        move = f"pos={end}" if end is not None else "pos=<the end of that transaction>"
+        text = dml.sql[:300].decode("utf-8", "replace")
+        raise ApplyConflict(
+            f"the source transaction at {where} (GTID {tx.gtid or '-'}) changes rows of a migrated schema "
+            f"with a statement-based event ({text}): a session on the source still logs with "
+            "binlog_format STATEMENT or MIXED (binlog_format=ROW applies to sessions opened after it was "
+            "set), and replaying the statement could change other rows on the target than on the source",
+            hint="recycle every application connection to the source (restart the pools, or kill the "
+            "sessions opened before binlog_format became ROW) so every session logs rows; then check that "
+            f"this statement is deterministic, run it on the target by hand and move past it: UPDATE "
+            f"{POSITION_TABLE} SET file='{file}', {move} WHERE id=1; and run again. If unsure, "
+            "restart from a new snapshot (step 2) once all sessions log rows",
+        )
+
+    # --- large transactions, part by part ------------------------------------------------------
+    def _stream_part(self, file: str, part: TransactionPart, counters: _Counters) -> None:
+        verdict, reason = self._classify(part)  # by the tables so far
+        if self._stream is None:
+            if verdict == "conflict":
+                self._transaction_conflict(file, part, reason)
+            self._commit_group()  # the large transaction gets a target transaction of its own
+            self._stream = _Stream(part.start_pos, verdict, reason)
+        elif verdict != self._stream.verdict:
+            self._transaction_conflict(file, part, reason)
+        if verdict != "apply":
+            return
+        self._refuse_statement_dml(file, part)
+        self._open_group()
+        for statement in part.statements:
+            self._use_db_for(statement.db if statement.is_query else None)
+            sql = _clean(statement.sql)
+            self._queue(sql)  # sent in round trips of max_chunk_bytes inside the open target transaction
+            counters.statements += 1
+            counters.bytes += len(sql)
+        self._fault("apply.stream_part")
+
+    def _stream_end(self, file: str, tx: Transaction, counters: _Counters) -> None:
+        verdict, reason = self._classify(tx)
+        stream = self._stream
+        if tx.rolled_back:
+            self._abort_stream()
+            counters.skipped += 1
+            self._cursor = (file, tx.end_pos)
+            self._cursor_gtid = tx.gtid or self._cursor_gtid
+            return
+        if stream is None or stream.verdict != verdict or tx.is_ddl:
+            self._transaction_conflict(file, tx, reason or "holds a DDL after its first rows")
+        self._stream = None
+        if verdict == "skip":
+            counters.skipped += 1
+            self._cursor = (file, tx.end_pos)
+            self._cursor_gtid = tx.gtid or self._cursor_gtid
+            return
+        self._refuse_statement_dml(file, tx)
+        self._open_group()
+        for statement in tx.statements:
+            self._use_db_for(statement.db if statement.is_query else None)
+            sql = _clean(statement.sql)
+            self._queue(sql)
+            counters.statements += 1
+            counters.bytes += len(sql)
+        counters.transactions += 1
+        self._advance(file, tx.end_pos, tx.gtid)
+        self._commit_group()
+
+    def _abort_stream(self) -> None:
+        """Roll back what was sent of an incomplete large transaction (and nothing else: it runs alone)."""
+        if self._stream is None:
+            return
+        self._stream = None
+        if self._group_open and self._conn is not None:
+            self._conn.rollback()
+        self._reset_pending()
+        self._cursor = self._committed
+        self._cursor_gtid = None
+
+    def _transaction_conflict(self, file: str, tx: Transaction | TransactionPart, reason: str) -> NoReturn:
+        self._abort_stream()
+        self._commit_group()
+        self._save_cursor()
+        end = getattr(tx, "end_pos", None)
+        raise ApplyConflict(
+            f"the source transaction at {file}:{tx.start_pos} (GTID {tx.gtid or '-'}) {reason}",
+            hint="a transaction can only be applied whole: add the other schemas to migration.schemas, "
+            "or apply it by hand and move the position past it: "
+            f"UPDATE {POSITION_TABLE} SET file='{file}', pos={end if end is not None else '<its end>'} WHERE id=1",
+        )
 
     def _open_group(self) -> None:
         if not self._group_open:
@@ -535,7 +655,7 @@ class BinlogApplier:
             )
         return found[0].statements
 
-    def _classify(self, tx: Transaction) -> tuple[str, str]:
+    def _classify(self, tx: Transaction | TransactionPart) -> tuple[str, str]:
         """('apply'|'skip'|'conflict', reason)."""
         if tx.rolled_back:
             return "skip", "rolled back on the source"
@@ -646,6 +766,8 @@ class BinlogApplier:
         self._group_size = 0
 
     def _commit_group(self) -> None:
+        if self._stream is not None:
+            self._abort_stream()  # never commit part of a source transaction
         if not self._group_open:
             return
         self._send()

@@ -28,6 +28,8 @@ are dropped, from a combined ``SET a=1, b=2`` list too.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -183,10 +185,38 @@ class Transaction:
     # The prepared part of an XA transaction (XA START ... XA END; XA PREPARE): its XID, e.g. "X'7831',X'',1".
     # It takes effect only at its XA COMMIT, a separate XaOutcome later in the stream (maybe files later).
     xa_prepared: str | None = None
+    streamed: bool = False  # TransactionParts with its earlier statements came before (parse(stream_bytes=))
 
     @property
     def queries(self) -> tuple[Statement, ...]:
         return tuple(s for s in self.statements if s.is_query)
+
+
+@dataclass(frozen=True)
+class TransactionPart:
+    """The statements so far of a large source transaction still being read (``parse(stream_bytes=...)``).
+
+    Its remaining statements come with the closing Transaction (``streamed=True``) or, if the transaction
+    never completes in this output (the source crashed mid-write, the file is still being written),
+    a TransactionAbandoned. ``tables`` and ``queries`` are those seen so far."""
+
+    start_pos: int
+    statements: tuple[Statement, ...]
+    gtid: str | None
+    tables: frozenset[tuple[str, str]]
+    is_ddl: bool = False  # always: a transaction that may commit implicitly is never streamed
+    rolled_back: bool = False  # always: known only at its end
+
+    @property
+    def queries(self) -> tuple[Statement, ...]:
+        return tuple(s for s in self.statements if s.is_query)
+
+
+@dataclass(frozen=True)
+class TransactionAbandoned:
+    """A transaction whose parts were yielded did not complete: what was applied of it must be undone."""
+
+    start_pos: int
 
 
 @dataclass(frozen=True)
@@ -216,7 +246,7 @@ class Incident:
     text: str
 
 
-Unit = SessionStatement | Transaction | XaOutcome | PositionMarker | Incident
+Unit = SessionStatement | Transaction | TransactionPart | TransactionAbandoned | XaOutcome | PositionMarker | Incident
 
 
 def _unquote(raw: bytes) -> str:
@@ -247,6 +277,23 @@ class _OpenTransaction:
     statements: list[Statement] = field(default_factory=list)
     tables: set[tuple[str, str]] = field(default_factory=set)
     xid: str | None = None  # opened by XA START
+    held_bytes: int = 0  # statement bytes held since the last part was yielded
+    streamed: bool = False
+
+    ddl_seen: bool = False
+
+    @property
+    def is_ddl(self) -> bool:
+        if not self.ddl_seen:  # once true it stays true: a scan per call would be quadratic in a big transaction
+            self.ddl_seen = self.flagged_ddl or any(s.is_query and not is_dml(s.sql) for s in self.statements)
+        return self.ddl_seen
+
+    def part(self) -> TransactionPart:
+        part = TransactionPart(self.start_pos, tuple(self.statements), self.gtid, frozenset(self.tables))
+        self.statements = []
+        self.held_bytes = 0
+        self.streamed = True
+        return part
 
     def close(self, end_pos: int, *, rolled_back: bool = False, xa_prepared: bool = False) -> Transaction:
         return Transaction(
@@ -255,9 +302,10 @@ class _OpenTransaction:
             statements=tuple(self.statements),
             gtid=self.gtid,
             tables=frozenset(self.tables),
-            is_ddl=self.flagged_ddl or any(s.is_query and not is_dml(s.sql) for s in self.statements),
+            is_ddl=self.is_ddl,
             rolled_back=rolled_back,
             xa_prepared=self.xid if xa_prepared else None,
+            streamed=self.streamed,
         )
 
 
@@ -290,8 +338,66 @@ def _xa(sql: bytes) -> tuple[bytes, str, bool] | None:
     return (b"START" if verb == b"BEGIN" else verb), xid.decode("utf-8", "surrogateescape"), one_phase
 
 
-class _Parser:
+_TABLE_MAP_EVENT = 19
+_BINLOG_OPEN = b"BINLOG '"
+
+
+class _RowImages:
+    """The base64 body of one BINLOG statement as it is read, cut at event boundaries.
+
+    mysqlbinlog prints all row events of one source *statement* (its Table_map events, then its rows
+    events) as one BINLOG statement, so a single DELETE of 50 M rows is one statement of many GB. Each
+    event is base64-encoded on its own lines; its header gives its size. A cut yields a self-contained
+    BINLOG statement: the statement's Table_map events again, then the rows events read since the last
+    cut (the server keeps no table map from one BINLOG statement to the next: without them the rows of
+    later statements are silently not applied, as tried on MariaDB 10.11).
+    """
+
     def __init__(self) -> None:
+        self.table_maps: list[bytes] = []
+        self.events: list[bytes] = []
+        self.bytes = 0
+        self._current: list[bytes] = []
+        self._need = 0
+        self._type = 0
+
+    def add(self, line: bytes) -> None:
+        if not self._current:
+            try:
+                head = base64.b64decode(line[:28], validate=True)
+            except (binascii.Error, ValueError) as exc:
+                raise BinlogParseError(f"unreadable row image line in a BINLOG statement: {line[:80]!r}") from exc
+            if len(head) < 19:
+                raise BinlogParseError(f"short row image line in a BINLOG statement: {line[:80]!r}")
+            size = int.from_bytes(head[9:13], "little")
+            self._need, self._type = 4 * ((size + 2) // 3), head[4]
+        self._current.append(line)
+        self._need -= len(line)
+        if self._need > 0:
+            return
+        event = b"\n".join(self._current)
+        self._current = []
+        if self._type == _TABLE_MAP_EVENT:
+            self.table_maps.append(event)
+            if not self.events:
+                return  # a statement's table maps come first; each cut repeats them
+        self.events.append(event)
+        self.bytes += len(event)
+
+    def cut(self) -> bytes | None:
+        """A BINLOG statement of the table maps and the events read since the last cut (None if none)."""
+        if not self.events:
+            return None
+        text = b"\n".join([_BINLOG_OPEN, *self.table_maps, *self.events, b"'"])
+        self.events = []
+        self.bytes = 0
+        return text
+
+
+class _Parser:
+    def __init__(self, stream_bytes: int | None = None) -> None:
+        self.stream_bytes = stream_bytes
+        self.row_images: _RowImages | None = None  # a BINLOG statement being read in cuts (stream_bytes)
         self.delimiter = b";"
         self.statement_lines: list[bytes] = []
         self.event: _Event | None = None
@@ -320,6 +426,16 @@ class _Parser:
         self._statement_line(line)
 
     def _statement_line(self, line: bytes) -> None:
+        if self.row_images is not None:
+            self._row_image_line(line)
+            return
+        if (
+            self.stream_bytes is not None and line == _BINLOG_OPEN and not self.statement_lines
+            and self.event is not None and self.event.kind(*_ROW_EVENTS) and self.tx is not None
+        ):
+            self.row_images = _RowImages()
+            self.statement_lines = [line]  # keeps feed() routing here until the statement ends
+            return
         self.statement_lines.append(line)
         if not line.endswith(self.delimiter):
             return
@@ -361,17 +477,38 @@ class _Parser:
             return
         self._session(sql)
 
+    def _row_image_line(self, line: bytes) -> None:
+        images = self.row_images
+        assert images is not None and self.stream_bytes is not None
+        if line.endswith(self.delimiter):  # "'/*!*/;": the statement ends
+            if line[: -len(self.delimiter)].strip() != b"'":
+                raise BinlogParseError(f"unexpected end of a BINLOG statement: {line[:80]!r}")
+            self.row_images, self.statement_lines = None, []
+            rest = images.cut()
+            if rest is not None:
+                self._statement(rest)
+            return
+        images.add(line)
+        tx = self.tx
+        if images.bytes >= self.stream_bytes and tx is not None and tx.xid is None and not tx.is_ddl:
+            chunk = images.cut()
+            assert chunk is not None
+            tx.statements.append(Statement(chunk))
+            self._stream(len(chunk))
+
     def _session(self, sql: bytes) -> None:
         kept = session_sql(sql)
         if kept is not None:
             self.out.append(SessionStatement(kept))
 
     def finish(self) -> None:
+        self._drop_transaction()  # the output ended inside a transaction (always so without a footer)
         if self.footer_seen:
             return
         # No footer: the tool stopped mid-output; the last event may be half printed. Drop it.
         self.event = None
         self.statement_lines = []
+        self.row_images = None
 
     # --- events ------------------------------------------------------------------------------
     def _close_event(self) -> None:
@@ -403,6 +540,8 @@ class _Parser:
                 if self.tx is None:
                     raise BinlogParseError(f"row event outside a transaction at {event.at}")
                 self.tx.statements.extend(Statement(s) for s in event.statements)
+                if self.stream_bytes is not None:
+                    self._stream(sum(len(s) for s in event.statements))
         elif event.kind(b"Annotate_rows"):
             return
         elif event.kind(*_CONTEXT_EVENTS):
@@ -417,6 +556,16 @@ class _Parser:
             raise BinlogParseError(
                 f"event {event.text[:80]!r} at {event.at} has statements this parser cannot replay"
             )
+
+    def _stream(self, added: int) -> None:
+        """Yield what a large transaction holds so far, keeping only its tables and positions. Not for a
+        transaction that may commit implicitly (DDL, applied by a protocol of its own) nor for the prepared
+        part of an XA transaction (the applier reads that back at its XA COMMIT)."""
+        tx = self.tx
+        assert tx is not None and self.stream_bytes is not None
+        tx.held_bytes += added
+        if tx.held_bytes >= self.stream_bytes and tx.xid is None and not tx.is_ddl:
+            self.out.append(tx.part())
 
     def _context(self, statements: list[bytes]) -> None:
         """SETs that precede a statement (user variables, INSERT_ID): inside a transaction or before a DDL."""
@@ -433,10 +582,16 @@ class _Parser:
         if kept is not None:
             self.tx.statements.append(Statement(kept))
 
+    def _drop_transaction(self) -> None:
+        """The open transaction never completes here: forget it (and undo its parts, if any were yielded)."""
+        if self.tx is not None and self.tx.streamed:
+            self.out.append(TransactionAbandoned(self.tx.start_pos))
+        self.tx = None
+
     def _format_description(self, event: _Event) -> None:
         # A new file (or the tool's reprint of the file's header): a transaction still open came
         # from a source that crashed mid-write and was rolled back there.
-        self.tx = None
+        self._drop_transaction()
         self.pending_gtid = None
         for sql in event.statements:
             if _keyword(sql).startswith(b"ROLLBACK"):
@@ -448,7 +603,7 @@ class _Parser:
         self.out.append(PositionMarker(event.end_pos, "Format_desc"))
 
     def _gtid(self, event: _Event) -> None:
-        self.tx = None  # a GTID while a transaction is open: the previous one never committed
+        self._drop_transaction()  # a GTID while a transaction is open: the previous one never committed
         match = _GTID_MARIADB.match(event.text)
         gtid = match.group(1).decode("ascii") if match else None
         starts_transaction = False
@@ -537,9 +692,13 @@ class _Parser:
         )
 
 
-def parse(lines: Iterable[bytes]) -> Iterator[Unit]:
-    """Units in stream order from the tool's output lines (bytes, with or without trailing newlines)."""
-    parser = _Parser()
+def parse(lines: Iterable[bytes], *, stream_bytes: int | None = None) -> Iterator[Unit]:
+    """Units in stream order from the tool's output lines (bytes, with or without trailing newlines).
+
+    With ``stream_bytes``, a transaction holding more than that many bytes of row events is yielded in
+    TransactionParts as it is read, so a transaction of any size is never held whole in memory.
+    """
+    parser = _Parser(stream_bytes)
     out = parser.out
     # Units are appended to one list rather than yielded through nested generators: most lines
     # complete nothing, and a generator per line cost a sixth of the parsing time.

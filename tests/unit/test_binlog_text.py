@@ -399,3 +399,51 @@ def test_nothing_the_parser_yields_may_commit_a_group_implicitly(name: str) -> N
         elif isinstance(unit, Transaction):
             for statement in unit.statements:
                 assert statement.is_query or is_allowed_in_group(statement.sql), statement.sql[:200]
+
+
+# --- large transactions are yielded in parts as they are read (review B7) ---------------------------
+from migrator.tools.binlog_text import TransactionAbandoned, TransactionPart  # noqa: E402
+
+
+def _big_transaction_text(rows: int, *, complete: bool = True) -> list[bytes]:
+    lines = [b"DELIMITER /*!*/;", b"# at 100",
+             b"#261125  7:59:36 server id 1  end_log_pos 142 CRC32 0x1 \tGTID 0-1-9 trans",
+             b"START TRANSACTION", b"/*!*/;"]
+    pos = 142
+    for i in range(rows):
+        table = b"`d`.`a`" if i < rows // 2 else b"`d`.`b`"
+        lines += [b"# at %d" % pos,
+                  b"#261125  7:59:36 server id 1  end_log_pos %d CRC32 0x1 \tTable_map: %s mapped to number 9"
+                  % (pos + 40, table),
+                  b"# at %d" % (pos + 40),
+                  b"#261125  7:59:36 server id 1  end_log_pos %d CRC32 0x1 \tWrite_rows: table id 9 flags: STMT_END_F"
+                  % (pos + 100),
+                  b"BINLOG '", b"R%05d" % i + b"A" * 94, b"'/*!*/;"]
+        pos += 100
+    if complete:
+        lines += [b"# at %d" % pos, b"#261125  7:59:36 server id 1  end_log_pos %d CRC32 0x1 \tXid = 5" % (pos + 31),
+                  b"COMMIT/*!*/;"]
+    return [*lines, b"DELIMITER ;", b"# End of log file"]
+
+
+def test_a_large_transaction_comes_in_parts_that_add_up_to_it() -> None:
+    text = _big_transaction_text(100)
+    (whole,) = transactions(units(text))
+    streamed = list(parse(text, stream_bytes=1000))
+    parts = [u for u in streamed if isinstance(u, TransactionPart)]
+    (last,) = transactions(streamed)
+    assert len(parts) >= 9 and all(len(p.statements) <= 10 for p in parts)
+    assert [s for p in parts for s in p.statements] + list(last.statements) == list(whole.statements)
+    assert last.streamed and not whole.streamed
+    assert (last.start_pos, last.end_pos, last.tables) == (whole.start_pos, whole.end_pos, whole.tables)
+    assert parts[0].tables == frozenset({("d", "a")})  # the tables seen so far
+    assert all(p.start_pos == 100 for p in parts)
+
+
+def test_a_large_transaction_that_never_completes_is_abandoned() -> None:
+    streamed = list(parse(_big_transaction_text(100, complete=False), stream_bytes=1000))
+    assert any(isinstance(u, TransactionPart) for u in streamed)
+    assert transactions(streamed) == []
+    assert streamed[-1] == TransactionAbandoned(100)
+    small = list(parse(_big_transaction_text(3, complete=False), stream_bytes=10_000))
+    assert not any(isinstance(u, (TransactionPart, TransactionAbandoned)) for u in small)
