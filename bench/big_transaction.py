@@ -71,7 +71,7 @@ def run(gb: float, root: Path, *, row_kb: int = 256, max_chunk_bytes: int = 8 <<
         source = farm.start("source")
         target = farm.start("target", log_bin=False)
         rows = max(1, int(gb * (1 << 30) / (row_kb << 10)))
-        with MySQLSession(source_ep := endpoint(source)) as s, MySQLSession(target_ep := endpoint(target)) as t:
+        with MySQLSession(endpoint(source)) as s, MySQLSession(target_ep := endpoint(target)) as t:
             for session in (s, t):
                 session.execute("CREATE DATABASE big")
                 session.execute("CREATE TABLE big.t (id INT PRIMARY KEY, v LONGTEXT NOT NULL)")
