@@ -78,6 +78,11 @@ DATASET = [
     "CREATE TABLE t_enum_blank (id INT PRIMARY KEY, ee ENUM('','x') NULL, se SET('','x') NULL)",
     """INSERT INTO t_enum_blank VALUES (1, '', ''), (2, 'bogus', 'x'), (3, 'x', ',x'), (4, NULL, NULL), (5, 1, 3),
         (6, 0, 0)""",
+    """CREATE TABLE t_int (id INT PRIMARY KEY, ub BIGINT UNSIGNED NULL, b BIGINT NULL, t TINYINT NULL,
+        z INT(5) UNSIGNED ZEROFILL NULL, m MEDIUMINT NULL, bo BOOLEAN NULL)""",
+    """INSERT INTO t_int VALUES (1, 18446744073709551615, -9223372036854775808, -128, 42, -8388608, 1),
+        (2, 0, 9223372036854775807, 127, 4294967295, 8388607, 0), (3, NULL, NULL, NULL, NULL, NULL, NULL),
+        (4, 9007199254740993, -1, 0, 0, 0, -1)""",
     "CREATE TABLE t_year (id INT PRIMARY KEY, y YEAR NULL)",
     "INSERT INTO t_year VALUES (1, 0000), (2, 1901), (3, 2155), (4, 2000), (5, 69), (6, NULL), (7, '0')",
     """CREATE TABLE t_temporal (id INT PRIMARY KEY, t TIME(6) NULL, t0 TIME NULL, dt DATETIME(6) NULL,
@@ -250,7 +255,7 @@ def copy_by(
     if method == "auto":
         tgt.execute("SET GLOBAL local_infile = 0")
     tables = copy_schema(snap, tgt, [SCHEMA])
-    assert len(tables) == 15
+    assert len(tables) == 16
     # Chunks of a few rows, so most tables are several chunks and the ranges' edges are crossed.
     chunks = [c for t in tables for c in plan_chunks(snap, t, 200)]
     copier = ChunkCopier(
