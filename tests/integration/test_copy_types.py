@@ -331,7 +331,7 @@ def test_the_dataset_holds_the_legacy_values_it_claims(sessions: tuple[MySQLSess
     assert {t.name for t in base_tables(snap, [SCHEMA])} >= {"t_float", "t_keyless", "t_invisible"}
 
 
-@pytest.mark.parametrize("path", ["load-data-client", "rows"])
+@pytest.mark.parametrize("path", ["load-data-client", "rows", "dump-pipe"])
 def test_a_changed_value_next_to_index_zero_enums_still_fails_the_chunk(
     path: str, make_server: MakeServer, tmp_path: Path
 ) -> None:
@@ -366,8 +366,10 @@ def test_a_changed_value_next_to_index_zero_enums_still_fails_the_chunk(
     )
     with pytest.raises(ChunkCopyFailed, match=r"(?s)gave 1 warning\(s\) beyond those of index-0 ENUM values.*column 'v'"):
         copier.copy(chunks)
+    assert copier.ledger.done == {}  # type: ignore[attr-defined]
     with MySQLSession(admin_endpoint(target)) as tgt:
-        assert tgt.value("SELECT COUNT(*) FROM d.t") == 0
+        # The dump commits itself: its rows stay until the range is cleared by the next copy.
+        assert tgt.value("SELECT COUNT(*) FROM d.t") == (3 if method == "dump" else 0)
     # The same rows into a column wide enough: the two index-0 values arrive as such.
     target.execute("ALTER TABLE d.t MODIFY v VARCHAR(10) NOT NULL")
     copier.copy(chunks)
