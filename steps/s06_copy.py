@@ -22,8 +22,9 @@ NEEDS: tuple[str, ...] = ("snapshot", "replica_id")
 
 def describe(config: Config) -> str:
     return (
-        f"copy the schemas {', '.join(config.migration.schemas)} from the snapshot to the target: tables first "
-        f"(no views/routines/triggers/events), then data in ~{config.copy.chunk_mb} MB primary-key chunks with "
+        f"copy the schemas {', '.join(config.migration.schemas)} from the snapshot to the target: sequences (with "
+        f"their state) and tables first (no views/routines/triggers/events), then data in "
+        f"~{config.copy.chunk_mb} MB primary-key chunks with "
         f"{config.copy.workers} parallel mysqldump|mysql pipes, one target transaction and one journal row per chunk"
     )
 

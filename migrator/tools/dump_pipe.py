@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import select
 import shutil
 import subprocess
@@ -102,6 +103,11 @@ BINARY_TYPES = frozenset(
         "geometrycollection",
     }
 )
+# What `mariadb --show-warnings` prints for each warning of a statement (not notes), except 1906:
+# mariadb-dump writes generated columns' values too, which the server ignores (and recomputes).
+_WARNING = re.compile(r"^Warning \(Code (?!1906\))\d+\): ")
+# The most warnings a statement keeps for SHOW WARNINGS (the server's maximum of max_error_count).
+MAX_ERROR_COUNT = 65535
 # How chunks are copied: see ChunkCopier.method_for.
 METHODS = ("auto", "load-data", "dump", "rows")
 # Multi-row INSERTs of the row path are sent at about this size (capped by the target's packet).
@@ -517,11 +523,12 @@ class ChunkCopier:
         ]
 
     def load_argv(self, defaults: Path, chunk: Chunk) -> list[str]:
-        return [
-            *self._client_argv(defaults),
-            *(["--init-command=SET SESSION sql_log_bin=0"] if self._binlog_off else []),
-            chunk.schema,
-        ]
+        # The dump sets its own non-strict sql_mode: the client prints every warning (up to
+        # max_error_count per statement) and _check_dump_warnings accounts for each.
+        init = f"SET SESSION max_error_count = {MAX_ERROR_COUNT}"
+        if self._binlog_off:
+            init += ", SESSION sql_log_bin = 0"
+        return [*self._client_argv(defaults), "--show-warnings", f"--init-command={init}", chunk.schema]
 
     # --- target session per worker thread ----------------------------------------------------
     def _target_session(self) -> MySQLSession:
@@ -892,7 +899,11 @@ class ChunkCopier:
         deadline = None if self.chunk_timeout is None else self.monotonic() + self.chunk_timeout
         first, second = self.dump_argv(dump_cnf, chunk), self.load_argv(load_cnf, chunk)
         first_name, second_name = Path(self._dump_tool).name, Path(self._client_tool).name
-        with tempfile.TemporaryFile() as dump_err, tempfile.TemporaryFile() as load_err:
+        with (
+            tempfile.TemporaryFile() as dump_err,
+            tempfile.TemporaryFile() as load_err,
+            tempfile.TemporaryFile() as load_out,
+        ):
             dump = subprocess.Popen(
                 first,
                 stdin=subprocess.DEVNULL,
@@ -903,7 +914,7 @@ class ChunkCopier:
                 load = subprocess.Popen(
                     second,
                     stdin=dump.stdout,
-                    stdout=subprocess.DEVNULL,
+                    stdout=load_out,
                     stderr=load_err,
                 )
             except BaseException:
@@ -930,13 +941,38 @@ class ChunkCopier:
                     proc.wait()
                 raise
             dump_text, load_text = _tail(dump_err), _tail(load_err)
+            load_out.seek(0)
+            warnings = [line for line in load_out.read().decode("utf-8", "replace").splitlines() if _WARNING.match(line)]
         self._raise_for_tools(
             chunk, timed_out, (first_name, dump_rc, dump_text), (second_name, load_rc, load_text)
         )
+        if warnings:
+            self._check_dump_warnings(chunk, warnings)
         if dump_text or load_text:
             # Both exited 0, so the chunk committed; what they said is kept for the operator.
             self.log.warning("copy.tool_stderr", chunk=chunk.chunk_id(), dump=dump_text, load=load_text)
         return written if written is not None else 0
+
+    def _check_dump_warnings(self, chunk: Chunk, warnings: list[str]) -> None:
+        """Fail the chunk unless each warning of the dump's load is one of an index-0 ENUM value.
+
+        The dump commits itself, so the rows stay until the next attempt (or run) clears the range.
+        """
+        table = self._table(chunk)
+        zeros = 0
+        if has_enum_columns(table):
+            zeros = int(
+                self._target_session().value(
+                    f"SELECT COALESCE(SUM({enum_zeros_sql(table)}), 0) FROM {table.sql_name} WHERE {chunk.where_sql()}"
+                )
+            )
+        if len(warnings) != zeros:
+            raise ChunkCopyFailed(
+                chunk,
+                f"the load gave {len(warnings) - zeros} warning(s) beyond those of index-0 ENUM values (a value"
+                f" changed on the way; the range is cleared and reloaded when the copy runs again): "
+                + "; ".join(warnings[:5]),
+            )
 
     def _raise_for_tools(self, chunk: Chunk, timed_out: bool, *tools: tuple[str, int, str]) -> None:
         """ChunkCopyFailed naming the timeout or each tool (name, exit code, stderr) that did not exit 0."""
