@@ -26,7 +26,8 @@ def describe(config: Config) -> str:
     where = "an RDS read replica (CreateDBInstanceReadReplica)" if config.rds else "a local mariadbd replica"
     return (
         f"raise the source's binlog retention to {config.binlog.retention_hours} h (recording the old value), "
-        f"create {where} named {replica_id(config)!r} and wait until it is available and has no lag"
+        f"create {where} named {replica_id(config)!r} and wait until it is available and has no lag "
+        f"(up to {config.sync.replica_timeout_seconds} s, sync.replica_timeout_seconds)"
     )
 
 
@@ -68,7 +69,8 @@ def run(ctx: StepContext) -> dict[str, Any]:
     ctx.wait(
         "replica-in-sync",
         lambda: _caught_up(ctx, identifier),
-        timeout=cfg.sync.timeout_seconds,
+        # Its own budget (review C5): an RDS replica of 4 TB takes hours to be created and catch up.
+        timeout=cfg.sync.replica_timeout_seconds,
         interval=1.0,
         what=f"replica {identifier!r} to become available and catch up",
     )

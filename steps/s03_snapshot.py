@@ -110,7 +110,7 @@ def run(ctx: StepContext) -> dict[str, Any]:
     ctx.wait(
         "promoted",
         lambda: ctx.platform.replica_state(identifier).promoted,
-        timeout=ctx.config.sync.timeout_seconds,
+        timeout=ctx.config.sync.promote_timeout_seconds,  # its own budget (review C5): a reboot of a big instance
         interval=1.0,
         what=f"replica {identifier!r} to be promoted to a standalone instance",
     )

@@ -87,6 +87,13 @@ class Flavour:
             )
         return sql, (host, port, user, password, log_file, log_pos)
 
+    @property
+    def replicas_sql(self) -> str:
+        """The replicas registered with this server (SHOW SLAVE HOSTS is gone in MySQL 8.4)."""
+        if not self.is_mariadb and (self.major, self.minor) > (8, 0):
+            return "SHOW REPLICAS"
+        return "SHOW SLAVE HOSTS"
+
     # --- reading replica status --------------------------------------------------------------
     def _col(self, row: dict[str, Any], master_name: str) -> Any:
         if master_name in row:

@@ -146,7 +146,12 @@ class LocalPlatform:
                 stderr=subprocess.PIPE,
             )
             load = subprocess.run(
-                [find_binary(*flavour.client_tool), f"--defaults-extra-file={dst_cnf}"],
+                # Not into the replica's own binlog (on for step 3's proof): the load is its starting state.
+                [
+                    find_binary(*flavour.client_tool),
+                    f"--defaults-extra-file={dst_cnf}",
+                    "--init-command=SET SESSION sql_log_bin = 0",
+                ],
                 stdin=dump.stdout,
                 capture_output=True,
                 check=False,

@@ -52,6 +52,7 @@ import structlog
 
 from migrator.endpoint import Endpoint
 from migrator.errors import StepFailed
+from migrator.mysql.binlog_readers import binlog_readers
 from migrator.mysql.chunking import SESSION_TIME_ZONE, Chunk, chunk_rows_source
 from migrator.mysql.flavour import Flavour
 from migrator.mysql.schema import (
@@ -554,6 +555,10 @@ class ChunkCopier:
             return False
         with MySQLSession(self.target) as session:
             if str(session.value("SELECT @@log_bin")) not in ("1", "ON"):
+                return False
+            readers = binlog_readers(session)
+            if readers:  # they would get the applier's changes but none of the copied rows (review A7)
+                self.log.info("copy.target_binlog_kept", reason=f"the target's binlog is read by {readers}")
                 return False
             try:
                 session.execute("SET SESSION sql_log_bin = 0")

@@ -39,3 +39,9 @@ def test_differences_name_what_moved() -> None:
     beat = SnapshotState(gtid=None, replicated_gtid=None, heartbeat=42)
     no_gtid = SnapshotState(gtid=None, replicated_gtid=None, heartbeat=41)
     assert "heartbeat row went from beat 41 to 42" in differences(no_gtid, beat)[0]
+
+
+def test_replicas_listing_per_flavour() -> None:
+    assert MARIADB_10_11.replicas_sql == "SHOW SLAVE HOSTS"
+    assert MYSQL_8_0.replicas_sql == "SHOW SLAVE HOSTS"  # deprecated on 8.0, still there
+    assert MYSQL_8_4.replicas_sql == "SHOW REPLICAS"  # the only name on 8.4
