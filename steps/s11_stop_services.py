@@ -1,12 +1,20 @@
-"""Step 11: stop streaming and applying; the target now holds the source's final position."""
+"""Step 11: stop streaming and applying; the target now holds the source's final position.
+
+Then, still before the DNS switch, the definitions step 12 created are brought up to the frozen
+source's: anything created, changed or dropped on the source since step 12 read them (the applier
+replayed that DDL, but with the source's DEFINER and possibly racing step 12) is re-created or dropped.
+Those statements already succeeded on this target in step 12, so they cannot fail for a grant here.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from migrator.config import Config
+from migrator.mysql import routines
 from migrator.services import APPLIER, STREAMER
 from migrator.step import Check, StepContext
+from steps import s12_routines
 
 NUMBER = 11
 NAME = "stop-services"
@@ -14,7 +22,10 @@ NEEDS: tuple[str, ...] = ("final_position",)
 
 
 def describe(config: Config) -> str:
-    return "stop the binlog applier and the streamer (the archive stays on disk)"
+    return (
+        "stop the binlog applier and the streamer (the archive stays on disk); re-create any procedure, "
+        "view, trigger or event changed on the source since step 12"
+    )
 
 
 def check(ctx: StepContext) -> Check:
@@ -22,10 +33,35 @@ def check(ctx: StepContext) -> Check:
     running = [n for n in (APPLIER, STREAMER) if services.get(n, ("stopped", None))[0] == "running"]
     if running:
         return Check(False, f"still running: {', '.join(running)}")
-    return Check(True, "streamer and applier stopped", {"services_stopped": True})
+    return Check(False, "streamer and applier stopped; definitions are compared afresh")
+
+
+def resync_definitions(ctx: StepContext) -> dict[str, Any]:
+    """Make the target's definitions the frozen source's, touching only what changed since step 12."""
+    recorded: dict[str, str] = (ctx.journal.fact("routines") or {}).get("digests") or {}
+    current = s12_routines.source_definitions(ctx)
+    on_source = {str(d.ref) for d in current}
+    changed = [d for d in current if recorded.get(str(d.ref)) != routines.digest(d)]
+    with ctx.target() as t:
+        on_target = routines.list_objects(t, list(ctx.config.migration.schemas))
+        gone = [ref for ref in on_target if str(ref) not in on_source]
+        present = {str(ref) for ref in on_target}
+        for ref in gone:
+            routines.drop(t, ref)
+    changed += [d for d in current if str(d.ref) not in present and d not in changed]
+    if changed:
+        s12_routines.create_on_target(ctx, changed)
+    if changed or gone:
+        ctx.log.warning(
+            "routines.resynced", recreated=[str(d.ref) for d in changed], dropped=[str(r) for r in gone]
+        )
+        ctx.journal.event(
+            "routines.resynced", NUMBER, recreated=[str(d.ref) for d in changed], dropped=[str(r) for r in gone]
+        )
+    return {"recreated": [str(d.ref) for d in changed], "dropped": [str(r) for r in gone]}
 
 
 def run(ctx: StepContext) -> dict[str, Any]:
     ctx.services.stop(APPLIER)
     ctx.services.stop(STREAMER)
-    return {"services_stopped": True}
+    return {"services_stopped": True, "routines_resync": resync_definitions(ctx)}

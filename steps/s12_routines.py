@@ -1,7 +1,12 @@
 """Step 12: re-create stored procedures, functions, views, triggers and events on the target.
 
-Definitions are read from the (paused) source, so anything changed during the migration is
-current. A DEFINER missing on the target is mapped to definers.fallback and reported.
+It runs after step 8 and before step 9 (see ``migrator.engine.EXECUTION_ORDER``): creating them can
+fail for a grant (1419 without SUPER on a target with binary logging), a definition or a name, and
+such a failure must come while the application still writes to the source. It is safe while the
+applier runs: row events (``BINLOG`` statements) do not fire triggers; events are created DISABLED
+and enabled by step 14. A definition changed on the source afterwards reaches the target through
+the applier (it replays CREATE/DROP as DDL); step 11 compares the frozen source's definitions with
+the ones recorded here and re-creates whatever changed.
 """
 
 from __future__ import annotations
@@ -13,39 +18,36 @@ import pymysql
 from migrator.config import Config
 from migrator.errors import StepFailed
 from migrator.mysql import routines
+from migrator.mysql.positions import position_key, source_head
 from migrator.step import Check, StepContext
+from migrator.sync_status import applied_position
 
 NUMBER = 12
 NAME = "routines"
-NEEDS: tuple[str, ...] = ("final_position",)
+NEEDS: tuple[str, ...] = ("approx_sync",)
 
 
 def describe(config: Config) -> str:
     return (
-        "read procedures, functions, views, triggers and events of the migrated schemas from the source and "
-        f"create them on the target; DEFINERs missing on the target become {config.definers.fallback}"
+        "before the write pause: read procedures, functions, views, triggers and events of the migrated schemas "
+        "from the source, wait until the applier has every change up to that moment, and create them on the "
+        "target (events DISABLED until step 14); DEFINERs missing on the target become "
+        f"{config.definers.fallback}"
     )
 
 
-def _missing(ctx: StepContext) -> tuple[list[routines.ObjectRef], int]:
-    schemas = list(ctx.config.migration.schemas)
-    with ctx.source() as s, ctx.target() as t:
-        wanted = routines.list_objects(s, schemas)
-        present = set(routines.list_objects(t, schemas))
-    return [r for r in wanted if r not in present], len(wanted)
-
-
 def check(ctx: StepContext) -> Check:
-    missing, total = _missing(ctx)
-    if missing:
-        return Check(False, f"{len(missing)} of {total} objects missing on the target")
-    return Check(True, f"all {total} objects present", {"routines": {"objects": total}})
+    return Check(False, "definitions are read and created afresh on every run (drop-if-exists, create)")
 
 
-def run(ctx: StepContext) -> dict[str, Any]:
+def source_definitions(ctx: StepContext) -> list[routines.Definition]:
     schemas = list(ctx.config.migration.schemas)
     with ctx.source() as s:
-        definitions = [routines.definition(s, ref) for ref in routines.list_objects(s, schemas)]
+        return [routines.definition(s, ref) for ref in routines.list_objects(s, schemas)]
+
+
+def create_on_target(ctx: StepContext, definitions: list[routines.Definition]) -> list[str]:
+    """Create (drop-if-exists first) each definition on the target; returns the DEFINER mappings made."""
     remapped: list[str] = []
     with ctx.target() as t:
         existing = routines.accounts(t)
@@ -78,7 +80,39 @@ def run(ctx: StepContext) -> dict[str, Any]:
             if len(failed) == len(pending):
                 raise StepFailed(
                     "could not create " + "; ".join(f"{d.ref}: {errors[str(d.ref)]}" for d in failed),
-                    hint="fix the definitions or grants on the target, then `migrator run`",
+                    hint="fix the definitions or grants on the target (1419: give the target account SUPER or "
+                    "set log_bin_trust_function_creators=ON there), then `migrator run`; the source was "
+                    "never paused",
                 )
             pending = failed
-    return {"routines": {"objects": len(definitions), "definers_mapped": remapped}}
+    return remapped
+
+
+def run(ctx: StepContext) -> dict[str, Any]:
+    definitions = source_definitions(ctx)
+    with ctx.source() as s:
+        read_at = source_head(s, ctx.source_flavour)
+
+    # A CREATE/DROP logged before the definitions were read must be applied before we create them,
+    # or the applier's replay of it would fail on (or silently undo) what we create.
+    def applied_read_at() -> bool:
+        with ctx.target() as t:
+            applied = applied_position(t)
+        return applied is not None and position_key(applied) >= position_key(read_at)
+
+    ctx.wait(
+        "reach-definitions",
+        applied_read_at,
+        timeout=ctx.config.sync.timeout_seconds,
+        interval=0.2,
+        what=f"the applier to reach {read_at}, where the definitions were read",
+    )
+    remapped = create_on_target(ctx, definitions)
+    return {
+        "routines": {
+            "objects": len(definitions),
+            "definers_mapped": remapped,
+            "read_at": read_at.as_list(),
+            "digests": {str(d.ref): routines.digest(d) for d in definitions},
+        }
+    }

@@ -1,0 +1,167 @@
+"""The cut-over against real local servers: what runs before the write pause, and what the pause holds."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from migrator.errors import EXIT_OK, EXIT_STEP_FAILED
+from migrator.journal import Journal
+from migrator.platforms.local_server import LocalServer
+from migrator.ports import SnapshotCoordinates
+from tests.conftest import MakeServer
+from tests.harness import Sandbox, make_sandbox, stop_local_replicas
+from tests.integration.test_binlog_applier import copy_binlogs, make_applier, master_status, rows
+
+MIG_USER, MIG_PASSWORD = "mig", "mig-Secret#1"
+
+
+@pytest.fixture
+def boxes() -> Iterator[list[Sandbox]]:
+    made: list[Sandbox] = []
+    yield made
+    for box in made:
+        stop_local_replicas(box)
+
+
+def steps_status(box: Sandbox) -> dict[int, str]:
+    conn = sqlite3.connect(f"file:{box.workdir / 'journal.sqlite'}?mode=ro", uri=True)
+    try:
+        return {int(n): str(s) for n, s in conn.execute("SELECT number, status FROM step")}
+    finally:
+        conn.close()
+
+
+def value(server: LocalServer, sql: str) -> Any:
+    return rows(server, sql)[0][0]
+
+
+def events(box: Sandbox) -> list[dict[str, Any]]:
+    ro = Journal.open_readonly(box.workdir / "journal.sqlite")
+    try:
+        return ro.events(500)
+    finally:
+        ro.close()
+
+
+def test_a_routine_the_target_refuses_fails_before_the_pause(
+    make_server: MakeServer, tmp_path: Path, boxes: list[Sandbox]
+) -> None:
+    """Target with binary logging, log_bin_trust_function_creators=OFF, a migration account without SUPER:
+    creating the source's trigger fails with 1419. It must fail while the application still writes."""
+    box = make_sandbox(
+        make_server, tmp_path, target={"user": MIG_USER, "password": MIG_PASSWORD}, definers={"fallback": "mig@%"}
+    )
+    boxes.append(box)
+    box.target.execute(
+        f"CREATE USER '{MIG_USER}'@'%' IDENTIFIED BY '{MIG_PASSWORD}'",
+        f"GRANT ALL PRIVILEGES ON *.* TO '{MIG_USER}'@'%'",
+        f"REVOKE SUPER ON *.* FROM '{MIG_USER}'@'%'",
+    )
+    assert value(box.target, "SELECT @@global.log_bin_trust_function_creators") == 0
+    result = box.cli("run")
+    assert result.returncode == EXIT_STEP_FAILED, result.stderr[-3000:]
+    status = steps_status(box)
+    assert status[12] == "failed" and status[8] == "done"
+    assert status[9] == "pending"  # the write pause never started
+    assert value(box.source, "SELECT @@global.read_only") == 0
+    assert "1419" in result.stderr and "never paused" in result.stderr, result.stderr[-1500:]
+    assert "paused_at" not in Journal.open_readonly(box.workdir / "journal.sqlite").facts()
+    # The remedy the hint names, then the same command goes on from step 12 and finishes.
+    box.target.execute("SET GLOBAL log_bin_trust_function_creators = ON")
+    again = box.cli("run")
+    assert again.returncode == EXIT_OK, again.stderr[-3000:]
+    order = [e["step"] for e in events(box) if e["kind"] == "step.running"]
+    assert order.index(12) < order.index(9)
+
+
+def test_replayed_row_events_do_not_fire_a_target_trigger(make_server: MakeServer, tmp_path: Path) -> None:
+    """Triggers exist on the target while the applier runs (step 12 before step 9): its BINLOG statements
+    must not fire them, or every trigger's effect would happen twice (once logged on the source, once here)."""
+    source = make_server("source", 1)
+    target = make_server("target", 2, extra_args=("--gtid-strict-mode=ON",))
+    for server in (source, target):
+        server.execute(
+            "CREATE DATABASE app",
+            "CREATE TABLE app.t (id INT PRIMARY KEY, v INT)",
+            "CREATE TABLE app.audit (id INT AUTO_INCREMENT PRIMARY KEY, t_id INT, what VARCHAR(10))",
+        )
+    # The source's trigger writes app.audit: on the source, in the same transaction (logged as rows too).
+    for server in (source, target):
+        server.execute(
+            "CREATE TRIGGER app.t_ins AFTER INSERT ON app.t FOR EACH ROW "
+            "INSERT INTO app.audit (t_id, what) VALUES (NEW.id, 'ins')",
+            "CREATE TRIGGER app.t_upd BEFORE UPDATE ON app.t FOR EACH ROW SET NEW.v = NEW.v + 1000",
+        )
+    start = master_status(source)
+    source.execute(
+        "INSERT INTO app.t VALUES (1, 1), (2, 2), (3, 3)",
+        "UPDATE app.t SET v = v + 1 WHERE id = 2",
+        "DELETE FROM app.t WHERE id = 3",
+    )
+    archive = tmp_path / "archive"
+    copy_binlogs(source, archive)  # from ``start``: the tables and triggers already exist on the target
+    applier = make_applier(target, archive, SnapshotCoordinates(*start), tmp_path)
+    try:
+        applier.apply_available()
+    finally:
+        applier.close()
+    assert rows(target, "SELECT id, v FROM app.t ORDER BY id") == rows(source, "SELECT id, v FROM app.t ORDER BY id")
+    assert rows(target, "SELECT id, v FROM app.t ORDER BY id") == [(1, 1), (2, 1003)]
+    # Three audit rows, as on the source: the replayed inserts did not add three more.
+    assert rows(target, "SELECT id, t_id, what FROM app.audit ORDER BY id") == rows(
+        source, "SELECT id, t_id, what FROM app.audit ORDER BY id"
+    )
+    assert value(target, "SELECT COUNT(*) FROM app.audit") == 3
+
+
+def definition_of(server: LocalServer, kind: str, name: str) -> str:
+    column = {"PROCEDURE": 2, "TRIGGER": 2, "VIEW": 1, "EVENT": 3}[kind]
+    return str(rows(server, f"SHOW CREATE {kind} {name}")[0][column])
+
+
+def test_definitions_changed_after_step_12_reach_the_target(
+    make_server: MakeServer, tmp_path: Path, boxes: list[Sandbox]
+) -> None:
+    box = make_sandbox(make_server, tmp_path)
+    boxes.append(box)
+    first = box.cli("run", "--until", "12")
+    assert first.returncode == EXIT_OK, first.stderr[-3000:]
+    status = steps_status(box)
+    assert status[12] == "done" and status[9] == "pending"
+    assert value(box.source, "SELECT @@global.read_only") == 0
+    # Created ahead of the pause; the event is DISABLED on the target until writes resume there.
+    assert value(box.target, "SELECT STATUS FROM information_schema.EVENTS WHERE EVENT_NAME = 'purge_old_page_views'") == (
+        "DISABLED"
+    )
+    # While the application still writes: change, add and drop definitions on the source.
+    box.source.execute(
+        "CREATE OR REPLACE DEFINER=`app_owner`@`%` PROCEDURE shop.place_order(IN p INT) SELECT p * 2",
+        "CREATE DEFINER=`app_owner`@`%` TRIGGER shop.products_touch BEFORE UPDATE ON shop.products "
+        "FOR EACH ROW SET NEW.title = CONCAT(NEW.title, '')",
+        "DROP VIEW shop.customer_order_totals",
+    )
+    result = box.cli("run")
+    assert result.returncode == EXIT_OK, result.stderr[-3000:]
+    assert "SELECT p * 2" in definition_of(box.target, "PROCEDURE", "shop.place_order")
+    assert "products_touch" in definition_of(box.target, "TRIGGER", "shop.products_touch")
+    assert rows(box.target, "SELECT COUNT(*) FROM information_schema.VIEWS WHERE TABLE_SCHEMA = 'shop'") == [(0,)]
+    # Every definer on the target exists there (the applier's replay carried the source's missing one).
+    definers = {
+        str(r[0])
+        for r in rows(
+            box.target,
+            "SELECT DEFINER FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = 'shop' UNION "
+            "SELECT DEFINER FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = 'shop'",
+        )
+    }
+    accounts = {f"{u}@{h}" for u, h in rows(box.target, "SELECT User, Host FROM mysql.user")}
+    assert definers <= accounts, definers - accounts
+    # Writes resumed on the target: the event the source has enabled is enabled there too.
+    assert value(box.target, "SELECT STATUS FROM information_schema.EVENTS WHERE EVENT_NAME = 'purge_old_page_views'") == (
+        "ENABLED"
+    )
