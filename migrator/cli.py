@@ -367,6 +367,38 @@ def cleanup(config_path: str, confirm: bool, abandon: bool) -> None:
         click.echo("nothing changed: pass --confirm to do this")
 
 
+@main.command("abort-cutover")
+@config_option
+@click.option("--reason", default="operator abort", help="recorded in the journal")
+def abort_cutover(config_path: str, reason: str) -> None:
+    """Give the application its writes back on the source: undo step 9's freeze, reset the pause's steps.
+
+    Idempotent; refused once step 13 has pointed DNS at the target.
+    """
+    from migrator.cutover import abort_cutover as do_abort
+    from migrator.runtime import make_platform
+
+    config = _load(config_path)
+    if not config.journal_path.exists():
+        click.echo(f"error: no journal at {config.journal_path}; nothing to abort", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    logsetup.configure(log_file=config.workdir / "migrator.log")
+    log = logsetup.get_logger(migration=config.migration.name)
+    journal = Journal.open(config.journal_path)
+    try:
+        journal.acquire()  # refuses while a `run` owns the journal: stop it first (Ctrl-C / SIGTERM)
+        who = f"{getpass.getuser()}@{os.uname().nodename}"
+        done = do_abort(
+            config, journal, make_platform(config, log=log), log=log, who=who, why=reason, automatic=False
+        )
+    finally:
+        journal.close()
+    for line in done:
+        click.echo(line)
+    click.echo("cut-over aborted: the application writes to the source; `migrator run` starts the cut-over again")
+    sys.exit(EXIT_OK)
+
+
 @main.command("retry-step")
 @config_option
 @click.argument("number", type=int)

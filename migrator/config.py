@@ -24,6 +24,7 @@ T = TypeVar("T")
 
 PLATFORMS = ("local", "rds")
 DNS_PROVIDERS = ("local", "route53")
+ON_FAILURE = ("resume", "hold")
 SYSTEM_SCHEMAS = frozenset({"mysql", "sys", "information_schema", "performance_schema", "_migrator"})
 
 
@@ -97,6 +98,11 @@ class CutoverSettings:
     # Step 10 compares whole tables by CHECKSUM TABLE first (same server version on both sides);
     # only a table whose checksums differ is compared range by range. False: ranges only (64-bit).
     whole_table_checksums: bool = True
+    # A failure inside the write pause (steps 9-14, before DNS moved): "resume" gives the source its
+    # writes back at once (read_only restored, resume hook); "hold" keeps it paused for the operator.
+    on_failure: str = "resume"
+    # Refuse to freeze while a transaction on the source has been writing longer than this (0: no check).
+    long_writer_seconds: int = 10
 
 
 @dataclass(frozen=True)
@@ -393,6 +399,8 @@ def parse(data: Mapping[str, Any], file: Path) -> Config:
         require_approval=u.get("require_approval", bool, False),
         verify_all_in_pause=u.get("verify_all_in_pause", bool, False),
         whole_table_checksums=u.get("whole_table_checksums", bool, True),
+        on_failure=u.choice("on_failure", ON_FAILURE, "resume"),
+        long_writer_seconds=u.positive("long_writer_seconds", 10, allow_zero=True),
     )
     if not cutover.read_only and not cutover.pause_hook:
         raise ConfigError(

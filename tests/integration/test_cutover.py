@@ -165,3 +165,94 @@ def test_definitions_changed_after_step_12_reach_the_target(
     assert value(box.target, "SELECT STATUS FROM information_schema.EVENTS WHERE EVENT_NAME = 'purge_old_page_views'") == (
         "ENABLED"
     )
+
+
+def journal_facts(box: Sandbox) -> dict[str, Any]:
+    ro = Journal.open_readonly(box.workdir / "journal.sqlite")
+    try:
+        return ro.facts()
+    finally:
+        ro.close()
+
+
+def test_a_failure_inside_the_pause_gives_the_source_its_writes_back(
+    make_server: MakeServer, tmp_path: Path, boxes: list[Sandbox]
+) -> None:
+    box = make_sandbox(make_server, tmp_path, cutover={"verify_all_in_pause": True})
+    boxes.append(box)
+    assert box.cli("run", "--until", "9").returncode == EXIT_OK
+    assert value(box.source, "SELECT @@global.read_only") == 1
+    assert journal_facts(box)["source_read_only_before"] == {
+        "platform": "local", "read_only": False, "super_read_only": None
+    }
+    # Step 10 fails: the target differs from the source (root bypasses read_only).
+    box.target.execute("UPDATE hr.employees SET last_name = CONCAT(last_name, 'x') WHERE emp_no = 10001")
+    result = box.cli("run")
+    assert result.returncode == EXIT_STEP_FAILED
+    assert "differ between source and target" in result.stderr
+    assert value(box.source, "SELECT @@global.read_only") == 0  # the application writes again
+    assert "writes resumed on the source" in result.stderr
+    aborted = [e for e in events(box) if e["kind"] == "cutover.aborted"]
+    assert len(aborted) == 1 and aborted[0]["detail"]["automatic"] is True
+    assert "step 10" in aborted[0]["detail"]["why"]
+    status = steps_status(box)
+    assert status[9] == status[10] == "pending" and status[12] == "done"
+    assert journal_facts(box)["paused_at"] is None
+    # Repaired, the same command starts the cut-over again from step 9 and finishes.
+    box.target.execute("UPDATE hr.employees SET last_name = LEFT(last_name, CHAR_LENGTH(last_name) - 1) "
+                       "WHERE emp_no = 10001")
+    again = box.cli("run")
+    assert again.returncode == EXIT_OK, again.stderr[-3000:]
+    assert set(steps_status(box).values()) == {"done"}
+
+
+def test_hold_keeps_the_pause_for_the_operator(
+    make_server: MakeServer, tmp_path: Path, boxes: list[Sandbox]
+) -> None:
+    box = make_sandbox(make_server, tmp_path, cutover={"verify_all_in_pause": True, "on_failure": "hold"})
+    boxes.append(box)
+    assert box.cli("run", "--until", "9").returncode == EXIT_OK
+    box.target.execute("UPDATE hr.employees SET last_name = CONCAT(last_name, 'x') WHERE emp_no = 10001")
+    result = box.cli("run")
+    assert result.returncode == EXIT_STEP_FAILED and "abort-cutover" in result.stderr
+    assert value(box.source, "SELECT @@global.read_only") == 1
+    assert [e["kind"] for e in events(box) if e["kind"].startswith("cutover.")] == ["cutover.held"]
+    # The operator gives the writes back.
+    aborted = box.cli("abort-cutover", "--reason", "target differs, investigating")
+    assert aborted.returncode == EXIT_OK, aborted.stderr[-2000:]
+    assert "read_only restored" in aborted.stdout
+    assert value(box.source, "SELECT @@global.read_only") == 0
+    event = [e for e in events(box) if e["kind"] == "cutover.aborted"][-1]
+    assert event["detail"]["why"] == "target differs, investigating" and "@" in event["detail"]["who"]
+    assert event["detail"]["automatic"] is False
+
+
+def test_abort_cutover_after_the_approval_gate_and_while_paused(
+    make_server: MakeServer, tmp_path: Path, boxes: list[Sandbox]
+) -> None:
+    box = make_sandbox(make_server, tmp_path, cutover={"require_approval": True})
+    boxes.append(box)
+    gated = box.cli("run")
+    assert gated.returncode == 3, gated.stderr[-2000:]
+    for _ in range(2):  # idempotent
+        aborted = box.cli("abort-cutover", "--reason", "not tonight")
+        assert aborted.returncode == EXIT_OK, aborted.stderr[-2000:]
+        assert "nothing to unfreeze" in aborted.stdout
+    assert value(box.source, "SELECT @@global.read_only") == 0
+    assert [e["detail"]["why"] for e in events(box) if e["kind"] == "cutover.aborted"] == ["not tonight"] * 2
+    assert steps_status(box)[9] == "pending"
+    # Approved and paused, then aborted by hand: read_only back to its journaled value, the pause's steps reset.
+    assert box.cli("run", "--until", "9", "--approve-cutover").returncode == EXIT_OK
+    assert value(box.source, "SELECT @@global.read_only") == 1
+    aborted = box.cli("abort-cutover")
+    assert aborted.returncode == EXIT_OK and "read_only restored" in aborted.stdout
+    assert value(box.source, "SELECT @@global.read_only") == 0
+    assert steps_status(box)[9] == "pending"
+    # A new cut-over needs a new approval, then runs to the end.
+    assert box.cli("run").returncode == 3
+    done = box.cli("run", "--approve-cutover")
+    assert done.returncode == EXIT_OK, done.stderr[-3000:]
+    # After the DNS switch, abort-cutover refuses and says why.
+    late = box.cli("abort-cutover")
+    assert late.returncode == 2 and "rollback" in late.stderr
+    assert value(box.source, "SELECT @@global.read_only") == 1

@@ -242,7 +242,8 @@ def test_plan_has_no_effects(sandbox: Sandbox) -> None:
 
 
 def test_difference_stops_the_run_naming_table_and_range(make_server: MakeServer, tmp_path: Path) -> None:
-    box = make_sandbox(make_server, tmp_path, cutover={"verify_all_in_pause": True})
+    # on_failure = "hold": the pause stays for the operator (the default gives the source its writes back).
+    box = make_sandbox(make_server, tmp_path, cutover={"verify_all_in_pause": True, "on_failure": "hold"})
     try:
         assert box.cli("run", "--until", "9").returncode == EXIT_OK
         # Corrupt the target behind the applier's back (root bypasses read_only): step 10 must refuse.
