@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -256,3 +257,33 @@ def test_abort_cutover_after_the_approval_gate_and_while_paused(
     late = box.cli("abort-cutover")
     assert late.returncode == 2 and "rollback" in late.stderr
     assert value(box.source, "SELECT @@global.read_only") == 1
+
+
+def test_a_long_running_writer_stops_the_freeze_before_it_starts(
+    make_server: MakeServer, tmp_path: Path, boxes: list[Sandbox]
+) -> None:
+    box = make_sandbox(make_server, tmp_path, cutover={"long_writer_seconds": 1})
+    boxes.append(box)
+    assert box.cli("run", "--until", "12").returncode == EXIT_OK
+    batch = box.source.root()
+    try:
+        with batch.cursor() as cur:
+            cur.execute("SELECT CONNECTION_ID()")
+            batch_id = cur.fetchone()[0]
+            cur.execute("BEGIN")
+            cur.execute("UPDATE shop.customers SET notes = 'batch' WHERE id <= 10")
+        aged = "SELECT COUNT(*) FROM information_schema.INNODB_TRX WHERE trx_started <= NOW() - INTERVAL 2 SECOND"
+        end = time.monotonic() + 30
+        while value(box.source, aged) == 0 and time.monotonic() < end:
+            time.sleep(0.1)  # polling the condition (the transaction's age), not standing in for it
+        result = box.cli("run")
+        assert result.returncode == EXIT_STEP_FAILED
+        assert "not pausing writes" in result.stderr and f"connection {batch_id} (root@localhost)" in result.stderr
+        assert "10 rows changed" in result.stderr
+        assert value(box.source, "SELECT @@global.read_only") == 0
+        assert steps_status(box)[9] == "failed"
+        facts = journal_facts(box)
+        assert facts.get("paused_at") is None and facts.get("source_read_only_before") is None
+    finally:
+        batch.rollback()
+        batch.close()
