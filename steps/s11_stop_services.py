@@ -1,5 +1,8 @@
 """Step 11: stop streaming and applying; the target now holds the source's final position.
 
+The target's AUTO_INCREMENT counters are raised to the paused source's (ids burned there by rolled-back
+inserts are not handed out again after the switch).
+
 Then, still before the DNS switch, the definitions step 12 created are brought up to the frozen
 source's: anything created, changed or dropped on the source since step 12 read them (the applier
 replayed that DDL, but with the source's DEFINER and possibly racing step 12) is re-created or dropped.
@@ -11,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from migrator.config import Config
-from migrator.mysql import routines
+from migrator.mysql import auto_increment, routines
 from migrator.services import APPLIER, STREAMER
 from migrator.step import Check, StepContext
 from steps import s12_routines
@@ -23,7 +26,8 @@ NEEDS: tuple[str, ...] = ("final_position",)
 
 def describe(config: Config) -> str:
     return (
-        "stop the binlog applier and the streamer (the archive stays on disk); re-create any procedure, "
+        "stop the binlog applier and the streamer (the archive stays on disk); raise the target's "
+        "AUTO_INCREMENT counters to the paused source's (information_schema.TABLES); re-create any procedure, "
         "view, trigger or event changed on the source since step 12"
     )
 
@@ -64,4 +68,14 @@ def resync_definitions(ctx: StepContext) -> dict[str, Any]:
 def run(ctx: StepContext) -> dict[str, Any]:
     ctx.services.stop(APPLIER)
     ctx.services.stop(STREAMER)
-    return {"services_stopped": True, "routines_resync": resync_definitions(ctx)}
+    with ctx.source() as s, ctx.target() as t:
+        raised = auto_increment.raise_counters(
+            s, t, ctx.source_flavour, ctx.target_flavour, list(ctx.config.migration.schemas)
+        )
+    if raised:
+        ctx.log.info("auto_increment.raised", tables=len(raised))
+    return {
+        "services_stopped": True,
+        "auto_increment_raised": {k: list(v) for k, v in raised.items()},
+        "routines_resync": resync_definitions(ctx),
+    }
