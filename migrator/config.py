@@ -120,7 +120,21 @@ class DnsSettings:
 
 @dataclass(frozen=True)
 class DefinerSettings:
-    fallback: str = "root@localhost"
+    # A DEFINER not copied to the target (excluded, or not on the source) is mapped only as configured
+    # here, and only to an account with no more privileges than it: `map` per account, `fallback` for
+    # the rest. Without either, such a definer stops step 12 (before the pause) naming it.
+    fallback: str | None = None
+    map: tuple[tuple[str, str], ...] = ()
+
+    def mapping_for(self, definer: str) -> str | None:
+        return dict(self.map).get(definer) or self.fallback
+
+
+@dataclass(frozen=True)
+class AccountSettings:
+    # fnmatch patterns on user@host. Default: every account with a privilege naming a migrated schema.
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -137,6 +151,7 @@ class Config:
     cutover: CutoverSettings
     dns: DnsSettings
     definers: DefinerSettings
+    accounts: AccountSettings = AccountSettings()
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -306,6 +321,7 @@ def parse(data: Mapping[str, Any], file: Path) -> Config:
         "cutover",
         "dns",
         "definers",
+        "accounts",
     }
     unknown = sorted(set(data) - known)
     if unknown:
@@ -428,11 +444,22 @@ def parse(data: Mapping[str, Any], file: Path) -> Config:
     d.finish()
 
     f = _Section(file, "definers", data.get("definers", {}))
-    fallback = f.get("fallback", str, "root@localhost")
-    if "@" not in fallback:
+    fallback = f.get("fallback", str)
+    if fallback is not None and "@" not in fallback:
         raise ConfigError(f"{file}: definers.fallback must look like user@host, got {fallback!r}")
-    definers = DefinerSettings(fallback=fallback)
+    mapping = _pairs(f, "map")
+    for old_definer, new_definer in mapping:
+        if "@" not in old_definer or "@" not in new_definer:
+            raise ConfigError(
+                f"{file}: definers.map entries must look like \"user@host\" = \"user@host\", "
+                f"got {old_definer!r} = {new_definer!r}"
+            )
+    definers = DefinerSettings(fallback=fallback, map=mapping)
     f.finish()
+
+    a = _Section(file, "accounts", data.get("accounts", {}))
+    accounts = AccountSettings(include=a.strings("include"), exclude=a.strings("exclude"))
+    a.finish()
 
     return Config(
         path=file,
@@ -447,6 +474,7 @@ def parse(data: Mapping[str, Any], file: Path) -> Config:
         cutover=cutover,
         dns=dns,
         definers=definers,
+        accounts=accounts,
     )
 
 

@@ -138,3 +138,77 @@ def refuse_long_writers(config: Config, session: MySQLSession) -> None:
             + "; ".join(w.describe() for w in writers[:5]),
             hint="let them finish (or stop them), then `migrator run`; cutover.long_writer_seconds sets the limit",
         )
+
+
+# --- the application's accounts ----------------------------------------------------------------------
+SEEN = "accounts_seen"  # fact: user@client-host of every session seen on the source during the migration
+
+
+def record_connected(journal: Journal, source: MySQLSession, step: int | None) -> set[str]:
+    """Sample the source's processlist; journal the sessions' accounts not seen before."""
+    from migrator.mysql.accounts import connected
+
+    now = connected(source)
+    known = set(journal.fact(SEEN) or [])
+    new = now - known
+    if new:
+        journal.put_fact(SEEN, sorted(known | new), step=step)
+        journal.event("accounts.seen", step, new=sorted(new))
+    return now
+
+
+def refuse_missing_accounts(config: Config, journal: Journal, target: MySQLSession) -> None:
+    """Writes must not resume on a target the application cannot log in to (review D2)."""
+    from migrator.mysql.accounts import missing_for, target_accounts
+
+    missing = missing_for(
+        journal.fact(SEEN) or [],
+        target_accounts(target),
+        skip=(config.source.user, config.target.user),
+        exclude=config.accounts.exclude,
+    )
+    if missing:
+        raise StepFailed(
+            f"{len(missing)} account(s) seen connected to the source during the migration cannot log in to the "
+            f"target (no matching user@host there): {', '.join(missing[:10])}",
+            hint="copy them (accounts.include), create them on the target by hand, or list them in "
+            "accounts.exclude if the application does not need them there; then `migrator run`",
+        )
+
+
+def check_account_plugins(config: Config) -> list[str]:
+    """Preflight (before step 1): every account step 12 will copy must use a plugin the target can load.
+
+    Raises PreflightFailed naming each such account; returns the accounts checked."""
+    from migrator.errors import PreflightFailed
+    from migrator.mysql import accounts
+    from migrator.mysql.flavour import detect
+
+    schemas = list(config.migration.schemas)
+    marks = ", ".join(["%s"] * len(schemas))
+    with MySQLSession(config.source) as s, MySQLSession(config.target) as t:
+        flavour = detect(str(s.value("SELECT VERSION()")))
+        definers = {
+            accounts.Account.parse(str(d))
+            for (d,) in s.rows(
+                f"SELECT DEFINER FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA IN ({marks}) UNION "
+                f"SELECT DEFINER FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA IN ({marks}) UNION "
+                f"SELECT DEFINER FROM information_schema.VIEWS WHERE TABLE_SCHEMA IN ({marks}) UNION "
+                f"SELECT DEFINER FROM information_schema.EVENTS WHERE EVENT_SCHEMA IN ({marks})",
+                schemas * 4,
+            )
+        }
+        chosen = accounts.select_accounts(
+            s, flavour, schemas=schemas, include=config.accounts.include, exclude=config.accounts.exclude,
+            own=(config.source.user, config.target.user), definers=definers,
+        )
+        loadable = accounts.auth_plugins(t)
+    bad = [f"{a.account} ({a.plugin})" for a in chosen.accounts if not a.is_role and a.plugin not in loadable]
+    if bad:
+        raise PreflightFailed(
+            f"the target cannot load the authentication plugin of {len(bad)} account(s) the migration copies: "
+            + ", ".join(bad),
+            hint="install the plugin on the target (it has: " + ", ".join(sorted(loadable)) + "), change the "
+            "accounts' plugin on the source, or list them in accounts.exclude",
+        )
+    return [str(a.account) for a in chosen.accounts]

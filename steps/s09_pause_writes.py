@@ -59,6 +59,7 @@ def run(ctx: StepContext) -> dict[str, Any]:
         ctx.put_fact("cutover_approved", {"at": ctx.clock.now()})
     with ctx.source() as s:
         cutover.refuse_long_writers(ctx.config, s)  # before anything pauses: nothing to undo
+        cutover.record_connected(ctx.journal, s, NUMBER)  # the last look at who writes to the source
     ctx.services.stop(HEARTBEAT)  # our own writes must stop too, or the source never goes still
     paused_at = ctx.journal.fact("paused_at")
     if paused_at is None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from migrator import cutover
 from migrator.config import Config
 from migrator.mysql import auto_increment, routines
 from migrator.services import APPLIER, STREAMER
@@ -26,7 +27,8 @@ NEEDS: tuple[str, ...] = ("final_position",)
 
 def describe(config: Config) -> str:
     return (
-        "stop the binlog applier and the streamer (the archive stays on disk); raise the target's "
+        "stop the binlog applier and the streamer (the archive stays on disk); refuse if an account seen "
+        "connected to the source cannot log in to the target; raise the target's "
         "AUTO_INCREMENT counters to the paused source's (information_schema.TABLES); re-create any procedure, "
         "view, trigger or event changed on the source since step 12"
     )
@@ -68,6 +70,8 @@ def resync_definitions(ctx: StepContext) -> dict[str, Any]:
 def run(ctx: StepContext) -> dict[str, Any]:
     ctx.services.stop(APPLIER)
     ctx.services.stop(STREAMER)
+    with ctx.target() as t:  # before DNS moves: a failure here still gives the source its writes back
+        cutover.refuse_missing_accounts(ctx.config, ctx.journal, t)
     with ctx.source() as s, ctx.target() as t:
         raised = auto_increment.raise_counters(
             s, t, ctx.source_flavour, ctx.target_flavour, list(ctx.config.migration.schemas)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from migrator import cutover
 from migrator.config import Config
 from migrator.hooks import run_hook
 from migrator.mysql import routines
@@ -21,6 +22,7 @@ def describe(config: Config) -> str:
         else ""
     )
     return (
+        f"refuse while an account seen connected to the source is missing on the target; "
         f"set the target writable (read_only=OFF); enable the events enabled on the source (created DISABLED by "
         f"step 12){hook}; report the write pause (step 9 to now)"
     )
@@ -44,6 +46,7 @@ def check(ctx: StepContext) -> Check:
 
 def run(ctx: StepContext) -> dict[str, Any]:
     with ctx.target() as t:
+        cutover.refuse_missing_accounts(ctx.config, ctx.journal, t)  # the application must be able to log in
         for sql in ctx.target_flavour.read_only_statements(False):
             t.execute(sql)
         schemas = list(ctx.config.migration.schemas)
