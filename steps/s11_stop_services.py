@@ -6,6 +6,7 @@ inserts are not handed out again after the switch).
 Then, still before the DNS switch, the definitions step 12 created are brought up to the frozen
 source's: anything created, changed or dropped on the source since step 12 read them (the applier
 replayed that DDL, but with the source's DEFINER and possibly racing step 12) is re-created or dropped.
+Accounts are refreshed the same way (a password rotated on the source since step 12 is the target's too).
 Those statements already succeeded on this target in step 12, so they cannot fail for a grant here.
 """
 
@@ -46,6 +47,7 @@ def resync_definitions(ctx: StepContext) -> dict[str, Any]:
     """Make the target's definitions the frozen source's, touching only what changed since step 12."""
     recorded: dict[str, str] = (ctx.journal.fact("routines") or {}).get("digests") or {}
     current = s12_routines.source_definitions(ctx)
+    accounts_refresh = s12_routines.copy_accounts(ctx, current)  # DEFINERs first, as in step 12
     on_source = {str(d.ref) for d in current}
     changed = [d for d in current if recorded.get(str(d.ref)) != routines.digest(d)]
     with ctx.target() as t:
@@ -64,12 +66,17 @@ def resync_definitions(ctx: StepContext) -> dict[str, Any]:
         ctx.journal.event(
             "routines.resynced", NUMBER, recreated=[str(d.ref) for d in changed], dropped=[str(r) for r in gone]
         )
-    return {"recreated": [str(d.ref) for d in changed], "dropped": [str(r) for r in gone]}
+    return {
+        "recreated": [str(d.ref) for d in changed],
+        "dropped": [str(r) for r in gone],
+        "accounts_refreshed": accounts_refresh["refreshed"],
+    }
 
 
 def run(ctx: StepContext) -> dict[str, Any]:
     ctx.services.stop(APPLIER)
     ctx.services.stop(STREAMER)
+    resync = resync_definitions(ctx)  # accounts refreshed first, then definitions
     with ctx.target() as t:  # before DNS moves: a failure here still gives the source its writes back
         cutover.refuse_missing_accounts(ctx.config, ctx.journal, t)
     with ctx.source() as s, ctx.target() as t:
@@ -81,5 +88,5 @@ def run(ctx: StepContext) -> dict[str, Any]:
     return {
         "services_stopped": True,
         "auto_increment_raised": {k: list(v) for k, v in raised.items()},
-        "routines_resync": resync_definitions(ctx),
+        "routines_resync": resync,
     }

@@ -16,6 +16,7 @@ the ones recorded here and re-creates whatever changed.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import pymysql
@@ -73,14 +74,20 @@ def _definers(definitions: list[routines.Definition]) -> set[accounts.Account]:
 
 
 def copy_accounts(ctx: StepContext, definitions: list[routines.Definition]) -> dict[str, Any]:
-    """CREATE USER IF NOT EXISTS + GRANTs on the target; accounts already there (not created by us) are kept."""
+    """CREATE USER IF NOT EXISTS + GRANTs on the target; accounts already there (not created by us) are kept.
+
+    Idempotent, and a refresh too (step 11 calls it again on the frozen source): an account created here
+    whose statements changed since (a password rotated, a grant added or revoked) is altered and re-granted;
+    one that appeared on the source meanwhile is created."""
     cfg = ctx.config
     schemas = list(cfg.migration.schemas)
     previous = ctx.journal.fact("accounts") or {}
     created: list[str] = list(previous.get("created", []))
+    digests: dict[str, str] = dict(previous.get("digests", {}))
     kept: list[str] = []
+    refreshed: list[str] = []
     with ctx.source() as s, ctx.target() as t:
-        cutover.record_connected(ctx.journal, s, NUMBER)
+        cutover.record_connected(ctx.journal, s, ctx.step_number)
         chosen = accounts.select_accounts(
             s, ctx.source_flavour, schemas=schemas, include=cfg.accounts.include, exclude=cfg.accounts.exclude,
             own=(cfg.source.user, cfg.target.user), definers=_definers(definitions),
@@ -104,17 +111,30 @@ def copy_accounts(ctx: StepContext, definitions: list[routines.Definition]) -> d
                 s, acc, source_flavour=ctx.source_flavour, target_flavour=ctx.target_flavour,
                 target_privileges=privileges, schemas=schemas,
             )
-            t.execute(copy.create)
-            if name not in created:
+            left_out += copy.left_out
+            digest = hashlib.sha256("\n".join([copy.create, *copy.grants]).encode()).hexdigest()[:20]
+            if acc.account in existing:
+                if digests.get(name) == digest:
+                    continue
+                # Ours, changed on the source since: same statements as before, as ALTER and a fresh set of grants.
+                grantee = accounts.role_sql(acc.account) if acc.is_role else acc.account.sql
+                if not (acc.is_role and ctx.source_flavour.is_mariadb):
+                    t.execute(copy.create.replace("CREATE USER IF NOT EXISTS ", "ALTER USER ", 1))
+                t.execute(f"REVOKE ALL PRIVILEGES, GRANT OPTION FROM {grantee}")
+                refreshed.append(name)
+            else:
+                t.execute(copy.create)
                 created.append(name)
-                ctx.put_fact("accounts", {**previous, "created": created})  # a resume re-grants, never skips
             for grant in copy.grants:
                 t.execute(grant)
-            left_out += copy.left_out
+            digests[name] = digest
+            ctx.put_fact("accounts", {**previous, "created": created, "digests": digests})  # resumable
     for line in left_out:
         ctx.log.info("accounts.left_out", detail=line)
-    ctx.log.info("accounts.copied", created=len(created), kept=len(kept), left_out=len(left_out))
-    return {"created": created, "kept_as_is": kept, "left_out": left_out}
+    if refreshed:
+        ctx.journal.event("accounts.refreshed", ctx.step_number, accounts=refreshed)
+    ctx.log.info("accounts.copied", created=len(created), refreshed=len(refreshed), kept=len(kept))
+    return {"created": created, "digests": digests, "refreshed": refreshed, "kept_as_is": kept, "left_out": left_out}
 
 
 def _definer_target(

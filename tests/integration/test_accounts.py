@@ -189,3 +189,31 @@ def test_preflight_names_an_account_whose_plugin_the_target_cannot_load(
     assert "native" not in caught.value.message
     target.execute("INSTALL SONAME 'auth_ed25519'")
     assert set(check_account_plugins(config)) == {"edgar@%", "native@%"}
+
+
+def test_accounts_changed_on_the_source_after_step_12_are_refreshed(
+    make_server: MakeServer, tmp_path: Path, boxes: list[Sandbox]
+) -> None:
+    box = make_sandbox(make_server, tmp_path)
+    boxes.append(box)
+    box.target.execute(f"DROP USER '{APP_USER}'@'%'")
+    first = box.cli("run", "--until", "12")
+    assert first.returncode == EXIT_OK, first.stderr[-3000:]
+    login(box.target, APP_USER, APP_PASSWORD).close()  # copied before the pause
+    # Meanwhile on the source: the password is rotated, a grant revoked, an account added.
+    box.source.execute(
+        f"ALTER USER '{APP_USER}'@'%' IDENTIFIED BY 'Rotated-pw#2'",
+        f"REVOKE DELETE ON shop.* FROM '{APP_USER}'@'%'",
+        "CREATE USER late@'%' IDENTIFIED BY 'Late-pw#3'",
+        "GRANT SELECT ON hr.* TO late@'%'",
+    )
+    result = box.cli("run")
+    assert result.returncode == EXIT_OK, result.stderr[-3000:]
+    login(box.target, APP_USER, "Rotated-pw#2").close()
+    with pytest.raises(pymysql.err.OperationalError):
+        login(box.target, APP_USER, APP_PASSWORD)
+    grants = [str(r[0]) for r in rows(box.target, f"SHOW GRANTS FOR '{APP_USER}'@'%'")]
+    assert "GRANT SELECT, INSERT, UPDATE, EXECUTE ON `shop`.* TO `app`@`%`" in grants  # DELETE revoked there too
+    assert grants == [str(r[0]) for r in rows(box.source, f"SHOW GRANTS FOR '{APP_USER}'@'%'")]
+    login(box.target, "late", "Late-pw#3").close()
+    assert facts(box)["routines_resync"]["accounts_refreshed"] == ["app@%"]
