@@ -91,7 +91,9 @@ def plan(config_path: str) -> None:
         ro = Journal.open_readonly(config.journal_path)
         state = {row.number: row.status for row in ro.steps()}
         ro.close()
-    for step in STEPS:
+    from migrator.engine import in_execution_order
+
+    for step in in_execution_order(STEPS):  # 12 runs before the pause (9): listed where it runs
         status = state.get(step.NUMBER, "pending")
         click.echo(f"{step.NUMBER:>2}. {step.NAME:<16} [{status}] {step.describe(config)}")
     if config.rds is not None:
@@ -174,6 +176,8 @@ def _print_report(config: Config) -> None:
 
 
 def status_data(config: Config) -> dict[str, Any]:
+    from migrator.engine import execution_rank
+
     ro = Journal.open_readonly(config.journal_path)
     try:
         facts = ro.facts()
@@ -188,7 +192,7 @@ def status_data(config: Config) -> dict[str, Any]:
                 "finished_at": r.finished_at,
                 "last_error": r.last_error,
             }
-            for r in ro.steps()
+            for r in sorted(ro.steps(), key=lambda r: execution_rank(r.number))
         ]
         copy: dict[str, Any] = dict(ro.copy_progress())
         copy["eta_seconds"] = _copy_eta(ro)
@@ -318,6 +322,7 @@ def verify(config_path: str, as_json: bool, no_checksums: bool) -> None:
 
 
 def _operator_change(config_path: str, number: int, action: str, reason: str) -> None:
+    from migrator.engine import execution_rank
     from steps import STEPS
 
     if number not in {s.NUMBER for s in STEPS}:
@@ -332,8 +337,10 @@ def _operator_change(config_path: str, number: int, action: str, reason: str) ->
         who = f"{getpass.getuser()}@{os.uname().nodename}"
         if action == "retry":
             journal.reset_step(number, who=who, why=reason)
-            for later in range(number + 1, 15):
-                if journal.step(later).status == "failed":
+            from migrator.engine import runs_after
+
+            for later in sorted((s.NUMBER for s in STEPS), key=execution_rank):
+                if runs_after(number, later) and journal.step(later).status == "failed":
                     journal.reset_step(later, who=who, why=f"after retry of step {number}")
         else:
             journal.skip_step(number, who=who, why=reason)
@@ -358,6 +365,38 @@ def cleanup(config_path: str, confirm: bool, abandon: bool) -> None:
         click.echo(line)
     if not confirm:
         click.echo("nothing changed: pass --confirm to do this")
+
+
+@main.command("abort-cutover")
+@config_option
+@click.option("--reason", default="operator abort", help="recorded in the journal")
+def abort_cutover(config_path: str, reason: str) -> None:
+    """Give the application its writes back on the source: undo step 9's freeze, reset the pause's steps.
+
+    Idempotent; refused once step 13 has pointed DNS at the target.
+    """
+    from migrator.cutover import abort_cutover as do_abort
+    from migrator.runtime import make_platform
+
+    config = _load(config_path)
+    if not config.journal_path.exists():
+        click.echo(f"error: no journal at {config.journal_path}; nothing to abort", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    logsetup.configure(log_file=config.workdir / "migrator.log")
+    log = logsetup.get_logger(migration=config.migration.name)
+    journal = Journal.open(config.journal_path)
+    try:
+        journal.acquire()  # refuses while a `run` owns the journal: stop it first (Ctrl-C / SIGTERM)
+        who = f"{getpass.getuser()}@{os.uname().nodename}"
+        done = do_abort(
+            config, journal, make_platform(config, log=log), log=log, who=who, why=reason, automatic=False
+        )
+    finally:
+        journal.close()
+    for line in done:
+        click.echo(line)
+    click.echo("cut-over aborted: the application writes to the source; `migrator run` starts the cut-over again")
+    sys.exit(EXIT_OK)
 
 
 @main.command("retry-step")

@@ -24,6 +24,7 @@ T = TypeVar("T")
 
 PLATFORMS = ("local", "rds")
 DNS_PROVIDERS = ("local", "route53")
+ON_FAILURE = ("resume", "hold")
 SYSTEM_SCHEMAS = frozenset({"mysql", "sys", "information_schema", "performance_schema", "_migrator"})
 
 
@@ -107,6 +108,11 @@ class CutoverSettings:
     # Step 10 compares whole tables by CHECKSUM TABLE first (same server version on both sides);
     # only a table whose checksums differ is compared range by range. False: ranges only (64-bit).
     whole_table_checksums: bool = True
+    # A failure inside the write pause (steps 9-14, before DNS moved): "resume" gives the source its
+    # writes back at once (read_only restored, resume hook); "hold" keeps it paused for the operator.
+    on_failure: str = "resume"
+    # Refuse to freeze while a transaction on the source has been writing longer than this (0: no check).
+    long_writer_seconds: int = 10
 
 
 @dataclass(frozen=True)
@@ -124,7 +130,21 @@ class DnsSettings:
 
 @dataclass(frozen=True)
 class DefinerSettings:
-    fallback: str = "root@localhost"
+    # A DEFINER not copied to the target (excluded, or not on the source) is mapped only as configured
+    # here, and only to an account with no more privileges than it: `map` per account, `fallback` for
+    # the rest. Without either, such a definer stops step 12 (before the pause) naming it.
+    fallback: str | None = None
+    map: tuple[tuple[str, str], ...] = ()
+
+    def mapping_for(self, definer: str) -> str | None:
+        return dict(self.map).get(definer) or self.fallback
+
+
+@dataclass(frozen=True)
+class AccountSettings:
+    # fnmatch patterns on user@host. Default: every account with a privilege naming a migrated schema.
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -141,6 +161,7 @@ class Config:
     cutover: CutoverSettings
     dns: DnsSettings
     definers: DefinerSettings
+    accounts: AccountSettings = AccountSettings()
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -310,6 +331,7 @@ def parse(data: Mapping[str, Any], file: Path) -> Config:
         "cutover",
         "dns",
         "definers",
+        "accounts",
     }
     unknown = sorted(set(data) - known)
     if unknown:
@@ -409,6 +431,8 @@ def parse(data: Mapping[str, Any], file: Path) -> Config:
         require_approval=u.get("require_approval", bool, False),
         verify_all_in_pause=u.get("verify_all_in_pause", bool, False),
         whole_table_checksums=u.get("whole_table_checksums", bool, True),
+        on_failure=u.choice("on_failure", ON_FAILURE, "resume"),
+        long_writer_seconds=u.positive("long_writer_seconds", 10, allow_zero=True),
     )
     if not cutover.read_only and not cutover.pause_hook:
         raise ConfigError(
@@ -436,11 +460,22 @@ def parse(data: Mapping[str, Any], file: Path) -> Config:
     d.finish()
 
     f = _Section(file, "definers", data.get("definers", {}))
-    fallback = f.get("fallback", str, "root@localhost")
-    if "@" not in fallback:
+    fallback = f.get("fallback", str)
+    if fallback is not None and "@" not in fallback:
         raise ConfigError(f"{file}: definers.fallback must look like user@host, got {fallback!r}")
-    definers = DefinerSettings(fallback=fallback)
+    mapping = _pairs(f, "map")
+    for old_definer, new_definer in mapping:
+        if "@" not in old_definer or "@" not in new_definer:
+            raise ConfigError(
+                f"{file}: definers.map entries must look like \"user@host\" = \"user@host\", "
+                f"got {old_definer!r} = {new_definer!r}"
+            )
+    definers = DefinerSettings(fallback=fallback, map=mapping)
     f.finish()
+
+    a = _Section(file, "accounts", data.get("accounts", {}))
+    accounts = AccountSettings(include=a.strings("include"), exclude=a.strings("exclude"))
+    a.finish()
 
     return Config(
         path=file,
@@ -455,6 +490,7 @@ def parse(data: Mapping[str, Any], file: Path) -> Config:
         cutover=cutover,
         dns=dns,
         definers=definers,
+        accounts=accounts,
     )
 
 

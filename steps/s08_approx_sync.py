@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from migrator.config import Config
+from migrator.cutover import record_connected
 from migrator.mysql.checksum import compare_tables
 from migrator.mysql.positions import position_key, source_head
 from migrator.mysql.schema import base_tables
@@ -42,6 +43,7 @@ def run(ctx: StepContext) -> dict[str, Any]:
     def close_enough() -> bool:
         with ctx.source() as s, ctx.target() as t:
             status = measure(s, t, ctx.source_flavour)
+            record_connected(ctx.journal, s, NUMBER)  # who uses the source: step 14 checks they can log in
         last[:] = [status]
         ctx.log.info("sync.lag", **status.as_dict())
         return (

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from migrator import cutover
 from migrator.config import Config
 from migrator.hooks import run_hook
+from migrator.mysql import routines
 from migrator.step import Check, StepContext
 
 NUMBER = 14
@@ -19,7 +21,11 @@ def describe(config: Config) -> str:
         if config.cutover.resume_hook
         else ""
     )
-    return f"set the target writable (read_only=OFF){hook}; report the write pause (step 9 to now)"
+    return (
+        f"refuse while an account seen connected to the source is missing on the target; "
+        f"set the target writable (read_only=OFF); enable the events enabled on the source (created DISABLED by "
+        f"step 12){hook}; report the write pause (step 9 to now)"
+    )
 
 
 def _target_writable(ctx: StepContext) -> bool:
@@ -40,8 +46,14 @@ def check(ctx: StepContext) -> Check:
 
 def run(ctx: StepContext) -> dict[str, Any]:
     with ctx.target() as t:
+        cutover.refuse_missing_accounts(ctx.config, ctx.journal, t)  # the application must be able to log in
         for sql in ctx.target_flavour.read_only_statements(False):
             t.execute(sql)
+        schemas = list(ctx.config.migration.schemas)
+        with ctx.source() as s:
+            enabled = routines.enabled_events(s, schemas)
+        for ref in enabled:
+            routines.enable_event(t, ref)
     resumed_at = ctx.clock.now()
     pause = round(resumed_at - float(ctx.fact("paused_at")), 3)
     cut = ctx.config.cutover

@@ -59,6 +59,25 @@ class LocalPlatform:
             for sql in self._flavour(s).read_only_statements(read_only):
                 s.execute(sql)
 
+    def source_read_only_setting(self) -> dict[str, Any]:
+        with self._source() as s:
+            flavour = self._flavour(s)
+            read_only = str(s.variable("read_only")).upper() in ("ON", "1")
+            super_ro = None if flavour.is_mariadb else str(s.variable("super_read_only")).upper() in ("ON", "1")
+        return {"platform": "local", "read_only": read_only, "super_read_only": super_ro}
+
+    def restore_source_read_only(self, setting: dict[str, Any]) -> None:
+        """Exactly as journaled: OFF (the usual case), or ON (and super_read_only) if it was so before."""
+        with self._source() as s:
+            flavour = self._flavour(s)
+            if not setting.get("read_only"):
+                for sql in flavour.read_only_statements(False):
+                    s.execute(sql)
+                return
+            s.execute("SET GLOBAL read_only = ON")
+            if setting.get("super_read_only") is not None and not flavour.is_mariadb:
+                s.execute(f"SET GLOBAL super_read_only = {'ON' if setting['super_read_only'] else 'OFF'}")
+
     # --- replica ------------------------------------------------------------------------------
     def _server(self, identifier: str) -> LocalServer:
         return LocalServer(

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from migrator.engine import execution_rank
 from migrator.errors import EXIT_OK
 from migrator.platforms.local_server import LocalServer, build_template
 from migrator.sandbox.workload import WriteWorkload
@@ -97,17 +98,21 @@ def journal_problems(journal: Path) -> list[str]:
     running = [n for n, s in status.items() if s == "running"]
     if len(running) > 1:
         problems.append(f"steps {running} all running at once")
-    finished = [n for n, s in sorted(status.items()) if s in ("done", "skipped")]
-    unfinished = [n for n, s in sorted(status.items()) if s not in ("done", "skipped")]
-    if finished and unfinished and min(unfinished) < max(finished):
-        problems.append(f"step {min(unfinished)} is {status[min(unfinished)]} but step {max(finished)} is done")
+    # Steps finish in execution order (12 runs before 9), not in number order.
+    ordered = sorted(status.items(), key=lambda item: execution_rank(item[0]))
+    finished = [n for n, s in ordered if s in ("done", "skipped")]
+    unfinished = [n for n, s in ordered if s not in ("done", "skipped")]
+    if finished and unfinished and execution_rank(unfinished[0]) < execution_rank(finished[-1]):
+        problems.append(f"step {unfinished[0]} is {status[unfinished[0]]} but step {finished[-1]} is done")
     for number, fact in FACT_OF_STEP.items():
         if status.get(number) == "done" and fact not in facts:
             problems.append(f"step {number} done without its fact {fact!r}")
     from steps import STEPS
 
     for step in STEPS:  # a step whose predecessors are all done must find the facts it needs
-        ready = all(status.get(n) in ("done", "skipped") for n in range(1, step.NUMBER))
+        ready = all(
+            status.get(n) in ("done", "skipped") for n in status if execution_rank(n) < execution_rank(step.NUMBER)
+        )
         missing = [key for key in step.NEEDS if key not in facts]
         if status and ready and missing:
             problems.append(f"step {step.NUMBER} is next but the journal lacks {missing}")
@@ -223,7 +228,9 @@ class World:
         while time.monotonic() < deadline and proc.poll() is None:
             statuses = self.statuses()
             now = statuses.get(number)
-            later_started = any(s != "pending" for n, s in statuses.items() if n > number)
+            later_started = any(
+                s != "pending" for n, s in statuses.items() if execution_rank(n) > execution_rank(number)
+            )
             if now is not None and (order.get(now, 0) >= order[status] or later_started):
                 return True
             time.sleep(0.005)
