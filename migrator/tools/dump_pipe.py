@@ -195,9 +195,15 @@ def _value_sql(col: ColumnInfo) -> str:
     elif col.data_type in BINARY_TYPES:
         value = f"CONCAT('X''', HEX({name}), '''')"
     elif col.data_type in STRING_TYPES:
-        # The stored bytes with their character set (_latin1 X'E9'): nothing is converted on either
-        # side (QUOTE of a NULL in a utf16 column came back as the utf16 reading of 'NULL', '乕䱌').
-        value = f"CONCAT('_', CHARSET({name}), ' X''', HEX({name}), '''')"
+        # utf8mb4 (the connection's character set) goes as quoted text: bytes unchanged, and an
+        # invalid sequence fails the INSERT with a warning. Any other character set goes as its
+        # stored bytes with that set (_latin1 X'E9'), converted nowhere (QUOTE of a NULL in a utf16
+        # column came back as the utf16 reading of 'NULL', '乕䱌'). Hex for all would send twice
+        # the bytes (59 MB instead of 31 MB for a 200k-row text table, measured).
+        value = (
+            f"IF(CHARSET({name}) = 'utf8mb4', CAST(QUOTE({name}) AS BINARY),"
+            f" CAST(CONCAT('_', CHARSET({name}), ' X''', HEX({name}), '''') AS BINARY))"
+        )
     else:
         # Numbers and temporal values print exactly as ASCII text (TIMESTAMP in the session's UTC).
         value = f"QUOTE({name})"
@@ -211,7 +217,7 @@ def row_tuple_sql(table: TableInfo) -> str:
     path treats a NULL tuple as a failure, never as a row to skip.
     """
     parts = ", ',', ".join(_value_sql(c) for c in table.columns if not c.generated)
-    # ASCII only (character values are hex): as bytes, no decoding in Python.
+    # As bytes: the utf8mb4 text goes back out as it came, with no decoding in Python.
     return f"CAST(CONCAT('(', {parts}, ')') AS BINARY)"
 
 
