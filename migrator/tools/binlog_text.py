@@ -340,6 +340,12 @@ def _xa(sql: bytes) -> tuple[bytes, str, bool] | None:
 
 _TABLE_MAP_EVENT = 19
 _BINLOG_OPEN = b"BINLOG '"
+_BASE64_LINE = 76  # the tools wrap an event's base64 at 76 characters
+# MariaDB's tool prints a statement's row images larger than its packet limit as fragments:
+# SET @binlog_fragment_0 ='...'; SET @binlog_fragment_1 ='...'; BINLOG @binlog_fragment_0, @binlog_fragment_1;
+# cut anywhere, even inside a line.
+_FRAGMENT_OPEN = re.compile(rb"^SET @binlog_fragment_(\d+) ='$")
+_FRAGMENTS_APPLY = re.compile(rb"^BINLOG @binlog_fragment_\d+(?:, @binlog_fragment_\d+)*")
 
 
 class _RowImages:
@@ -353,16 +359,30 @@ class _RowImages:
     later statements are silently not applied, as tried on MariaDB 10.11).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, fragments: bool = False) -> None:
+        self.fragments = fragments
+        self.between_fragments = False
         self.table_maps: list[bytes] = []
         self.events: list[bytes] = []
         self.bytes = 0
         self._current: list[bytes] = []
         self._need = 0
         self._type = 0
+        self._head = b""  # the start of an event's first line, cut short by a fragment boundary
 
     def add(self, line: bytes) -> None:
+        if self._head:
+            line, self._head = self._head + line, b""
+        if self._current and len(self._current[-1]) < _BASE64_LINE:
+            # The rest of a line that a fragment boundary cut (inside an event every line is full).
+            self._current[-1] += line
+            self._need -= len(line)
+            self._end_event()
+            return
         if not self._current:
+            if len(line) < 28 and self.fragments:
+                self._head = line
+                return
             try:
                 head = base64.b64decode(line[:28], validate=True)
             except (binascii.Error, ValueError) as exc:
@@ -373,8 +393,13 @@ class _RowImages:
             self._need, self._type = 4 * ((size + 2) // 3), head[4]
         self._current.append(line)
         self._need -= len(line)
+        self._end_event()
+
+    def _end_event(self) -> None:
         if self._need > 0:
             return
+        if self._need < 0:
+            raise BinlogParseError("a row image in a BINLOG statement is longer than its event header says")
         event = b"\n".join(self._current)
         self._current = []
         if self._type == _TABLE_MAP_EVENT:
@@ -383,6 +408,9 @@ class _RowImages:
                 return  # a statement's table maps come first; each cut repeats them
         self.events.append(event)
         self.bytes += len(event)
+
+    def complete(self) -> bool:
+        return not self._current and not self._head
 
     def cut(self) -> bytes | None:
         """A BINLOG statement of the table maps and the events read since the last cut (None if none)."""
@@ -430,12 +458,14 @@ class _Parser:
             self._row_image_line(line)
             return
         if (
-            self.stream_bytes is not None and line == _BINLOG_OPEN and not self.statement_lines
-            and self.event is not None and self.event.kind(*_ROW_EVENTS) and self.tx is not None
+            self.stream_bytes is not None and not self.statement_lines and self.tx is not None
+            and self.event is not None and self.event.kind(*_ROW_EVENTS)
         ):
-            self.row_images = _RowImages()
-            self.statement_lines = [line]  # keeps feed() routing here until the statement ends
-            return
+            fragment = _FRAGMENT_OPEN.match(line)
+            if line == _BINLOG_OPEN or (fragment and fragment.group(1) == b"0"):
+                self.row_images = _RowImages(fragments=line != _BINLOG_OPEN)
+                self.statement_lines = [line]  # keeps feed() routing here until the statement ends
+                return
         self.statement_lines.append(line)
         if not line.endswith(self.delimiter):
             return
@@ -480,13 +510,21 @@ class _Parser:
     def _row_image_line(self, line: bytes) -> None:
         images = self.row_images
         assert images is not None and self.stream_bytes is not None
-        if line.endswith(self.delimiter):  # "'/*!*/;": the statement ends
+        if images.between_fragments:
+            if _FRAGMENT_OPEN.match(line):
+                images.between_fragments = False
+            elif _FRAGMENTS_APPLY.match(line) and line.endswith(self.delimiter):
+                self._row_images_end(images)
+            else:
+                raise BinlogParseError(f"unexpected line between BINLOG fragments: {line[:80]!r}")
+            return
+        if line.endswith(self.delimiter):  # "'/*!*/;": the statement (or a fragment) ends
             if line[: -len(self.delimiter)].strip() != b"'":
                 raise BinlogParseError(f"unexpected end of a BINLOG statement: {line[:80]!r}")
-            self.row_images, self.statement_lines = None, []
-            rest = images.cut()
-            if rest is not None:
-                self._statement(rest)
+            if images.fragments:
+                images.between_fragments = True
+            else:
+                self._row_images_end(images)
             return
         images.add(line)
         tx = self.tx
@@ -495,6 +533,14 @@ class _Parser:
             assert chunk is not None
             tx.statements.append(Statement(chunk))
             self._stream(len(chunk))
+
+    def _row_images_end(self, images: _RowImages) -> None:
+        if not images.complete():
+            raise BinlogParseError("a BINLOG statement ends inside a row image")
+        self.row_images, self.statement_lines = None, []
+        rest = images.cut()
+        if rest is not None:
+            self._statement(rest)
 
     def _session(self, sql: bytes) -> None:
         kept = session_sql(sql)

@@ -22,13 +22,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import tests.conftest
 from migrator.engine import execution_rank
 from migrator.errors import EXIT_OK
 from migrator.platforms.local_server import LocalServer, build_template
 from migrator.sandbox.workload import WriteWorkload
+from migrator.secrets import Secret
 from tests.conftest import MakeServer, add_admin, admin_endpoint
 from tests.faults.proxy import FaultProxy
-from tests.harness import Sandbox, make_sandbox, stop_local_replicas
+from tests.harness import APP_PASSWORD, APP_USER, RECORD, Sandbox, make_sandbox, stop_local_replicas
 
 LEDGER = "shop.ledger"
 # The fact each done step must have left in the journal (the brief's journal invariant).
@@ -273,10 +275,16 @@ def world(
     proxy_source: bool = False,
     proxy_target: bool = False,
     rate: float = 40.0,
+    shapes: bool = False,
     before_sandbox: Callable[[Path], None] | None = None,
     **overrides: dict[str, Any],
 ) -> Iterator[World]:
-    """A small sandbox (scale 1, 1 MB chunks) with the writer running; proxies in front if asked."""
+    """A small sandbox (scale 1, 1 MB chunks) with the writer running; proxies in front if asked.
+
+    ``shapes``: the writer mixes autocommit-on statements, autocommit-off transactions and XA transactions,
+    with ANALYZE/FLUSH statements until step 8 starts (later they would move the source's binlog during
+    the write pause, which step 10 rightly refuses; an ANALYZE refused by read_only is still logged).
+    """
     if before_sandbox is not None:
         before_sandbox(tmp_path)
     sections: dict[str, dict[str, Any]] = {"copy": {"workers": 2, "chunk_mb": 1}}
@@ -300,7 +308,15 @@ def world(
                 proxies.append(target_proxy)
                 text = _replace_port(text, "target", box.target.port, target_proxy.port)
             box.config_path.write_text(text)
-        workload = box.workload(rate=rate, seed=seed)
+        if shapes:
+            journal = box.workdir / "journal.sqlite"
+            workload = WriteWorkload(
+                box.dns_file, RECORD, APP_USER, Secret(APP_PASSWORD), rate_per_s=rate, seed=seed, shapes=True,
+                admin=(tests.conftest.ADMIN_USER, Secret(tests.conftest.ADMIN_PASSWORD)),
+                admin_gate=lambda: step_statuses(journal).get(8, "pending") == "pending",
+            )
+        else:
+            workload = box.workload(rate=rate, seed=seed)
         workload.start()
         w = World(box, workload, source_proxy, target_proxy)
         yield w

@@ -359,6 +359,15 @@ def target_disk_full(c: Ctx) -> None:
     c.w.finish()
 
 
+def shapes_crash(c: Ctx) -> None:
+    """The writer in every transaction shape (autocommit on/off, XA, ANALYZE/FLUSH between them), and a
+    SIGKILL inside the applier around its Nth group COMMIT: each shape must land exactly once."""
+    hook = c.params.get("hook") or c.rng.choice(APPLY_HOOKS)
+    nth = c.params.get("nth") or c.rng.randint(1, 6)
+    c.expect_killed({"MIGRATOR_CRASH_AT": f"{hook}@{nth}"})
+    c.w.finish()
+
+
 KINDS: dict[str, Callable[[Ctx], None]] = {
     "boundary": boundary,
     "kill-in-step": kill_in_step,
@@ -371,6 +380,7 @@ KINDS: dict[str, Callable[[Ctx], None]] = {
     "ddl": ddl_mid_stream,
     "binlog-purged": binlog_purged,
     "disk-full": target_disk_full,
+    "shapes": shapes_crash,
 }
 # Kinds whose pass is a clean stop, not a finished migration.
 STOPS = {"binlog-purged"}
@@ -403,6 +413,8 @@ def run_trial(kind: str, seed: int, make_server: MakeServer, tmp_path: Path, **p
     if kind.startswith("net-"):
         side = params.setdefault("side", rng.choice(["source", "target"]))
         options["proxy_source" if side == "source" else "proxy_target"] = True
+    if kind == "shapes" or params.pop("shapes", False):
+        options["shapes"] = True
     mount: Path | None = None
     if kind == "disk-full":
         mount = _mount_small_tmpfs(tmp_path, params.get("size", "75m"))
@@ -416,6 +428,11 @@ def run_trial(kind: str, seed: int, make_server: MakeServer, tmp_path: Path, **p
                 if kind not in STOPS:
                     w.settle_workload()
                     w.verify_outcome()
+                if options.get("shapes"):
+                    counts = dict(w.workload.shape_counts)
+                    w.notes.append(f"writer shapes {counts}")
+                    if not counts.get("xa") or not counts.get("autocommit"):
+                        w.problems.append(f"the writer used too few shapes: {counts}")
             except Exception:
                 w.problems.append("harness error: " + traceback.format_exc()[-1500:])
             result = TrialResult(

@@ -402,7 +402,18 @@ def test_nothing_the_parser_yields_may_commit_a_group_implicitly(name: str) -> N
 
 
 # --- large transactions are yielded in parts as they are read (review B7) ---------------------------
+import base64  # noqa: E402
+
 from migrator.tools.binlog_text import TransactionAbandoned, TransactionPart  # noqa: E402
+
+
+def _row_image(i: int, size: int = 120) -> list[bytes]:
+    """One event's base64 as the tools print it: its header's size field right, wrapped at 76."""
+    raw = bytearray(b"%019d" % i + bytes(size - 19))
+    raw[4] = 30  # WRITE_ROWS_EVENT
+    raw[9:13] = size.to_bytes(4, "little")
+    text = base64.b64encode(bytes(raw))
+    return [text[k:k + 76] for k in range(0, len(text), 76)]
 
 
 def _big_transaction_text(rows: int, *, complete: bool = True) -> list[bytes]:
@@ -418,7 +429,7 @@ def _big_transaction_text(rows: int, *, complete: bool = True) -> list[bytes]:
                   b"# at %d" % (pos + 40),
                   b"#261125  7:59:36 server id 1  end_log_pos %d CRC32 0x1 \tWrite_rows: table id 9 flags: STMT_END_F"
                   % (pos + 100),
-                  b"BINLOG '", b"R%05d" % i + b"A" * 94, b"'/*!*/;"]
+                  b"BINLOG '", *_row_image(i), b"'/*!*/;"]
         pos += 100
     if complete:
         lines += [b"# at %d" % pos, b"#261125  7:59:36 server id 1  end_log_pos %d CRC32 0x1 \tXid = 5" % (pos + 31),
@@ -447,3 +458,57 @@ def test_a_large_transaction_that_never_completes_is_abandoned() -> None:
     assert streamed[-1] == TransactionAbandoned(100)
     small = list(parse(_big_transaction_text(3, complete=False), stream_bytes=10_000))
     assert not any(isinstance(u, (TransactionPart, TransactionAbandoned)) for u in small)
+
+
+def _one_statement_text(rows: int, *, fragments_at: int | None = None) -> tuple[list[bytes], list[bytes]]:
+    """A transaction of ONE source statement: mysqlbinlog prints its Table_map and all its rows events
+    as one BINLOG statement (or, MariaDB, as fragments cut anywhere). Returns (lines, events' base64)."""
+    table_map = bytearray(bytes(40))
+    table_map[4], table_map[9:13] = 19, (40).to_bytes(4, "little")
+    events = [base64.b64encode(bytes(table_map))] + [b"".join(_row_image(i, 200)) for i in range(rows)]
+    body = b"\n".join(line for i in range(rows + 1)
+                      for line in ([events[0]] if i == 0 else _row_image(i - 1, 200)))
+    head = [b"DELIMITER /*!*/;", b"# at 100",
+            b"#261125  7:59:36 server id 1  end_log_pos 142 CRC32 0x1 \tGTID 0-1-9 trans",
+            b"START TRANSACTION", b"/*!*/;", b"# at 142",
+            b"#261125  7:59:36 server id 1  end_log_pos 182 CRC32 0x1 \tTable_map: `d`.`a` mapped to number 9",
+            b"# at 182",
+            b"#261125  7:59:36 server id 1  end_log_pos 9000 CRC32 0x1 \tWrite_rows: table id 9 flags: STMT_END_F"]
+    if fragments_at is None:
+        statement = [b"BINLOG '", *body.split(b"\n"), b"'/*!*/;"]
+    else:
+        first, second = body[:fragments_at], body[fragments_at:]
+        statement = [b"SET @binlog_fragment_0 ='", *first.split(b"\n"), b"'/*!*/;",
+                     b"SET @binlog_fragment_1 ='", *second.split(b"\n"), b"'/*!*/;",
+                     b"BINLOG @binlog_fragment_0, @binlog_fragment_1/*!*/;",
+                     b"SET @binlog_fragment_0=NULL,@binlog_fragment_1=NULL/*!*/;"]
+    tail = [b"# at 9000", b"#261125  7:59:36 server id 1  end_log_pos 9031 CRC32 0x1 \tXid = 5", b"COMMIT/*!*/;",
+            b"DELIMITER ;", b"# End of log file"]
+    return head + statement + tail, events
+
+
+def _events_of(statement: bytes) -> list[bytes]:
+    assert statement.startswith(b"BINLOG '\n") and statement.endswith(b"\n'")
+    text = statement[len(b"BINLOG '\n"):-2]
+    out, current = [], b""
+    for line in text.split(b"\n"):
+        current += line
+        if current.endswith(b"="):  # every event here encodes to a padded block
+            out.append(current)
+            current = b""
+    return out
+
+
+@pytest.mark.parametrize("fragments_at", [None, 1001, 2000, 5555])
+def test_one_huge_statement_is_cut_into_self_contained_binlog_statements(fragments_at: int | None) -> None:
+    lines, events = _one_statement_text(60, fragments_at=fragments_at)
+    streamed = list(parse(lines, stream_bytes=3000))
+    pieces = [s.sql for u in streamed if isinstance(u, (TransactionPart, Transaction))
+              for s in u.statements if s.sql.startswith(b"BINLOG '")]
+    assert len(pieces) >= 4
+    cut = [_events_of(p) for p in pieces]
+    assert all(c[0] == events[0] for c in cut)  # every cut repeats the statement's Table_map
+    assert [e for c in cut for e in c[1:]] == events[1:]  # and the rows events, once each, in order
+    assert sum(isinstance(u, TransactionPart) for u in streamed) >= 3
+    (tx,) = transactions(streamed)
+    assert tx.tables == frozenset({("d", "a")}) and tx.end_pos == 9031
