@@ -711,10 +711,22 @@ def describe_aws_calls(config: Config) -> list[str]:
         )
     if config.cutover.read_only:
         group = s.source_parameter_group or "the source's parameter group (read at preflight)"
+        lines.append(
+            "rds:DescribeDBInstances (every instance): refuse if another instance uses the source's parameter "
+            "group (preflight and step 9)"
+        )
+        lines.append(
+            f"rds:DescribeDBParameters {group}: the group's own read_only value, journaled before step 9 freezes"
+        )
         line = f"rds:ModifyDBParameterGroup {group}: read_only=1, ApplyMethod immediate (step 9)"
         if group.startswith("default."):
             line += " -- WILL FAIL PREFLIGHT: default parameter groups cannot be modified; use a pause_hook"
         lines.append(line)
+        lines.append(
+            f"on a failure inside the pause or `migrator abort-cutover`: rds:ModifyDBParameterGroup {group} "
+            "read_only back to its journaled value, or rds:ResetDBParameterGroup read_only if it was the "
+            "engine default"
+        )
     if config.dns.provider == "route53":
         lines.append(
             f"route53:ListResourceRecordSets + ChangeResourceRecordSets UPSERT {config.dns.record} in "

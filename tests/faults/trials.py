@@ -18,12 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from migrator.engine import EXECUTION_ORDER
 from migrator.errors import EXIT_OK, EXIT_STEP_FAILED
 from tests.conftest import MakeServer
 from tests.faults.harness import World, journal_facts, sigkill, world
 
 POINTS = ("before_begin", "before_complete", "after_complete")
-ALL_BOUNDARIES = tuple(f"step.{n}.{p}" for n in range(1, 15) for p in POINTS)
+# In execution order (step 12 runs before step 9): a kill point is reached only after the ones before it.
+ALL_BOUNDARIES = tuple(f"step.{n}.{p}" for n in EXECUTION_ORDER for p in POINTS)
 # Seconds a step lasts on a scale-1 sandbox (measured): a random kill lands within it.
 STEP_WINDOW = {5: 0.06, 6: 2.0, 7: 0.05, 10: 0.12}
 APPLY_HOOKS = ("apply.before_commit", "apply.after_commit")

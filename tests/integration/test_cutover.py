@@ -60,7 +60,7 @@ def test_a_routine_the_target_refuses_fails_before_the_pause(
     boxes.append(box)
     box.target.execute(
         f"CREATE USER '{MIG_USER}'@'%' IDENTIFIED BY '{MIG_PASSWORD}'",
-        f"GRANT ALL PRIVILEGES ON *.* TO '{MIG_USER}'@'%'",
+        f"GRANT ALL PRIVILEGES ON *.* TO '{MIG_USER}'@'%' WITH GRANT OPTION",  # it copies accounts
         f"REVOKE SUPER ON *.* FROM '{MIG_USER}'@'%'",
     )
     assert value(box.target, "SELECT @@global.log_bin_trust_function_creators") == 0
