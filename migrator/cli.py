@@ -100,6 +100,26 @@ def plan(config_path: str) -> None:
         click.echo("\nAWS calls this plan makes:")
         for line in describe_aws_calls(config):
             click.echo(f"  - {line}")
+    _plan_preflight(config)
+
+
+def _plan_preflight(config: Config) -> None:
+    """The grant table for these servers (and exit 2 on a missing grant), as `run` checks it before step 1."""
+    from migrator.preflight import check_grants, grant_rows
+
+    logsetup.configure()  # a missing optional grant is a warning on stderr
+    evaluated = grant_rows(config)
+    click.echo("\ngrants (migrator/grants.py; n/a: does not apply to this migration):")
+    for row in evaluated[0]:
+        fix = f"  -> {'; '.join(row.grant_sql)}" if row.grant_sql else ""
+        if row.need.or_setting and row.status == "missing":
+            fix += f" (or {row.need.or_setting})"
+        held = f" ({row.held})" if row.held else ""
+        click.echo(
+            f"  {row.status:<7} step {row.need.step:<19} {row.need.server:<8} {row.account:<18} "
+            f"{row.need.statements}{held}{fix}"
+        )
+    check_grants(config, log=logsetup.get_logger(), evaluated=evaluated)
 
 
 @main.command()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import pymysql
@@ -10,31 +9,15 @@ import pymysql
 from migrator.config import Config
 from migrator.endpoint import Endpoint
 from migrator.errors import EnvironmentProblem, PreflightFailed
+from migrator.grants import Conditions
 from migrator.journal import Journal
 from migrator.mysql.flavour import Flavour, detect
 from migrator.mysql.schema import non_transactional_tables, target_is_empty
 from migrator.mysql.session import MySQLSession, error_code
 from migrator.platforms.local_server import find_binary
 from migrator.ports import DnsProvider
-
-# What each side needs (MariaDB names; MySQL 8 grants imply them through ALL or the listed ones).
-SOURCE_PRIVILEGES = ("SELECT", "REPLICATION SLAVE", "RELOAD", "SHOW VIEW", "TRIGGER", "EVENT")
-SOURCE_CLIENT_PRIVILEGES = ("REPLICATION CLIENT", "BINLOG MONITOR")  # either name
-TARGET_PRIVILEGES = (
-    "SELECT",
-    "INSERT",
-    "UPDATE",
-    "DELETE",
-    "CREATE",
-    "DROP",
-    "ALTER",
-    "INDEX",
-    "CREATE VIEW",
-    "CREATE ROUTINE",
-    "ALTER ROUTINE",
-    "TRIGGER",
-    "EVENT",
-)
+from migrator.preflight.grant_check import GrantRow, describe_missing, evaluate
+from migrator.preflight.privileges import read_privileges
 
 
 def _open(endpoint: Endpoint, role: str) -> MySQLSession:
@@ -51,30 +34,6 @@ def _open(endpoint: Endpoint, role: str) -> MySQLSession:
             f"cannot connect to the {role} at {endpoint.describe()}: {exc.args[-1] if exc.args else exc}",
             hint=f"check [{role}] host and port, and that the server is up and reachable from here",
         ) from exc
-
-
-def global_privileges(session: MySQLSession) -> set[str]:
-    """Privileges granted ON *.* to the current user (ALL expands to everything)."""
-    privileges: set[str] = set()
-    for (grant,) in session.rows("SHOW GRANTS"):
-        match = re.match(r"GRANT (.+?) ON \*\.\* TO", str(grant))
-        if match:
-            privileges.update(p.strip().upper() for p in match.group(1).split(","))
-    return privileges
-
-
-def _require(session: MySQLSession, role: str, needed: tuple[str, ...], any_of: tuple[str, ...] = ()) -> None:
-    have = global_privileges(session)
-    if "ALL PRIVILEGES" in have:
-        return
-    missing = [p for p in needed if p not in have]
-    if any_of and not have.intersection(any_of):
-        missing.append(" or ".join(any_of))
-    if missing:
-        raise PreflightFailed(
-            f"the {role} account {session.endpoint.describe()} lacks {', '.join(missing)} ON *.*",
-            hint=f"GRANT {', '.join(m.split(' or ')[0] for m in missing)} ON *.* TO the {role} user",
-        )
 
 
 def _flavour(session: MySQLSession) -> Flavour:
@@ -120,16 +79,12 @@ def check_source(config: Config) -> Flavour:
                 f"non-transactional tables cannot be applied exactly once: {', '.join(myisam[:10])}",
                 hint="convert them to InnoDB (ALTER TABLE ... ENGINE=InnoDB) before migrating",
             )
-        _require(s, "source", SOURCE_PRIVILEGES, SOURCE_CLIENT_PRIVILEGES)
     return flavour
 
 
 def check_target(config: Config, *, copy_started: bool) -> Flavour:
     with _open(config.target, "target") as t:
         flavour = _flavour(t)
-        # The applier replays row events with BINLOG statements.
-        replay = ("BINLOG REPLAY", "SUPER") if flavour.is_mariadb else ("REPLICATION_APPLIER", "SUPER")
-        _require(t, "target", TARGET_PRIVILEGES, replay)
         if not copy_started and not config.migration.allow_nonempty_target:
             non_empty = target_is_empty(t, list(config.migration.schemas))
             if non_empty:
@@ -145,6 +100,91 @@ def check_tools(flavour: Flavour) -> None:
         find_binary(*tools)
 
 
+def _yes(value: object) -> bool:
+    return str(value).upper() in ("1", "ON")
+
+
+def grant_conditions(config: Config, source: MySQLSession, target: MySQLSession) -> Conditions:
+    """Which rows of the grant table apply: from the config and what the two servers hold."""
+    schemas = list(config.migration.schemas)
+    marks = ", ".join(["%s"] * len(schemas))
+    creates_code = 0
+    definers: set[str] = set()
+    if schemas:
+        creates_code = int(
+            source.value(
+                f"SELECT (SELECT COUNT(*) FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA IN ({marks})) + "
+                f"(SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA IN ({marks}))",
+                (*schemas, *schemas),
+            )
+            or 0
+        )
+        for table, column in (("ROUTINES", "ROUTINE_SCHEMA"), ("TRIGGERS", "TRIGGER_SCHEMA"),
+                              ("EVENTS", "EVENT_SCHEMA"), ("VIEWS", "TABLE_SCHEMA")):
+            definers.update(
+                str(r[0]).lower()
+                for r in source.rows(
+                    f"SELECT DISTINCT DEFINER FROM information_schema.{table} WHERE {column} IN ({marks})", schemas
+                )
+            )
+    me = str(target.value("SELECT CURRENT_USER()")).lower()
+    try:
+        on_target = {f"{u}@{h}".lower() for u, h in target.rows("SELECT User, Host FROM mysql.user")}
+    except pymysql.err.MySQLError:
+        on_target = set()  # not readable: the grant table names that; assume every definer stays (fail closed)
+    fallback = config.definers.fallback.lower()
+    kept = {d if (d in on_target or not on_target) else fallback for d in definers}
+    untrusted = _yes(target.value("SELECT @@log_bin")) and not _yes(
+        target.value("SELECT @@log_bin_trust_function_creators")
+    )
+    return Conditions(
+        platform=config.migration.platform,
+        read_only=config.cutover.read_only,
+        target_binlog_untrusted=untrusted and creates_code > 0,
+        foreign_definers=bool(kept - {me}),
+    )
+
+
+def grant_rows(config: Config) -> tuple[list[GrantRow], dict[str, Flavour]]:
+    """The grant table evaluated for this migration's two accounts (snapshot needs on the source's)."""
+    schemas = tuple(config.migration.schemas)
+    with _open(config.source, "source") as s, _open(config.target, "target") as t:
+        source_flavour, target_flavour = _flavour(s), _flavour(t)
+        conditions = grant_conditions(config, s, t)
+        rows = evaluate(
+            "source", read_privileges(s, source_flavour), source_flavour, schemas, conditions,
+            servers=("source", "snapshot"),
+        )
+        rows += evaluate("target", read_privileges(t, target_flavour), target_flavour, schemas, conditions)
+    return rows, {"source": source_flavour, "target": target_flavour}
+
+
+def check_grants(
+    config: Config, *, log: Any, evaluated: tuple[list[GrantRow], dict[str, Flavour]] | None = None
+) -> list[GrantRow]:
+    """Exit 2 naming every missing grant, its account, the step needing it and the GRANT to run."""
+    rows, flavours = evaluated or grant_rows(config)
+    for row in rows:
+        if row.status == "warning":
+            log.warning("preflight.optional_grant_missing", step=row.need.step, account=row.account,
+                        effect=row.need.statements, grant="; ".join(row.grant_sql))
+    missing = [row for row in rows if row.status == "missing"]
+    if missing:
+        lines = [describe_missing(row, flavours[row.server]) for row in missing]
+        endpoints = {"source": config.source, "target": config.target}
+        who = " and ".join(
+            f"the {server} account {endpoints[server].describe()} ({account})"
+            for server, account in dict.fromkeys((row.server, row.account) for row in missing)
+        )
+        raise PreflightFailed(
+            f"{who} {'lacks' if ' and ' not in who else 'lack'} {len(missing)} grant(s) the migration needs "
+            f"(nothing was changed):\n  - " + "\n  - ".join(lines),
+            hint="run the GRANT statements above as an administrator (`migrator plan` prints the whole grant "
+            "table), then run again",
+        )
+    return rows
+
+
 def run_preflight(config: Config, journal: Journal | None, dns: DnsProvider, *, log: Any) -> None:
     """Cheap, read-only; repeated on every run so a resume also meets a clear error, not a stack trace."""
     steps = {row.number: row.status for row in journal.steps()} if journal else {}
@@ -155,6 +195,7 @@ def run_preflight(config: Config, journal: Journal | None, dns: DnsProvider, *, 
         rds_preflight(config, resuming=journal is not None)
     source_flavour = check_source(config)
     check_target(config, copy_started=copy_started)
+    check_grants(config, log=log)
     if steps.get(6) != "done":
         with _open(config.target, "target") as t:
             if str(t.value("SELECT @@local_infile")) not in ("1", "ON"):
