@@ -120,6 +120,12 @@ def _plan_preflight(config: Config) -> None:
             f"{row.need.statements}{held}{fix}"
         )
     check_grants(config, log=logsetup.get_logger(), evaluated=evaluated)
+    from migrator.preflight import check_tools
+
+    tools = check_tools(evaluated[1]["source"])
+    click.echo(f"\nclient tools ({tools.product}, found by --version):")
+    for tool in tools.tools():
+        click.echo(f"  {tool.role:<7} {tool.describe()}")
 
 
 @main.command()

@@ -14,10 +14,10 @@ from migrator.journal import Journal
 from migrator.mysql.flavour import Flavour, detect
 from migrator.mysql.schema import non_transactional_tables, target_is_empty
 from migrator.mysql.session import MySQLSession, error_code
-from migrator.platforms.local_server import find_binary
 from migrator.ports import DnsProvider
 from migrator.preflight.grant_check import GrantRow, describe_missing, evaluate
 from migrator.preflight.privileges import read_privileges
+from migrator.tools import client_tools
 
 
 def _open(endpoint: Endpoint, role: str) -> MySQLSession:
@@ -95,9 +95,9 @@ def check_target(config: Config, *, copy_started: bool) -> Flavour:
     return flavour
 
 
-def check_tools(flavour: Flavour) -> None:
-    for tools in (flavour.binlog_tool, flavour.dump_tool, flavour.client_tool):
-        find_binary(*tools)
+def check_tools(flavour: Flavour) -> client_tools.ToolSet:
+    """Tools of one product that can read the source's binlogs, found by --version (review B3)."""
+    return client_tools.choose(flavour)
 
 
 def _yes(value: object) -> bool:
