@@ -6,7 +6,9 @@ from typing import Any
 
 import pymysql
 
+from migrator import doctor
 from migrator.config import Config
+from migrator.doctor import Finding
 from migrator.endpoint import Endpoint
 from migrator.errors import EnvironmentProblem, PreflightFailed
 from migrator.grants import Conditions
@@ -20,7 +22,8 @@ from migrator.preflight.privileges import read_privileges
 from migrator.tools import client_tools
 
 
-def _open(endpoint: Endpoint, role: str) -> MySQLSession:
+def open_session(endpoint: Endpoint, role: str) -> MySQLSession:
+    """A session for checks: a refused login or an unreachable server is bad input (exit 2) with a hint."""
     try:
         return MySQLSession(endpoint, connect_timeout=10)
     except pymysql.err.MySQLError as exc:
@@ -41,7 +44,7 @@ def _flavour(session: MySQLSession) -> Flavour:
 
 
 def check_source(config: Config) -> Flavour:
-    with _open(config.source, "source") as s:
+    with open_session(config.source, "source") as s:
         flavour = _flavour(s)
         log_bin = str(s.variable("log_bin")).upper()
         if log_bin not in ("ON", "1"):
@@ -83,7 +86,7 @@ def check_source(config: Config) -> Flavour:
 
 
 def check_target(config: Config, *, copy_started: bool) -> Flavour:
-    with _open(config.target, "target") as t:
+    with open_session(config.target, "target") as t:
         flavour = _flavour(t)
         if not copy_started and not config.migration.allow_nonempty_target:
             non_empty = target_is_empty(t, list(config.migration.schemas))
@@ -148,7 +151,7 @@ def grant_conditions(config: Config, source: MySQLSession, target: MySQLSession)
 def grant_rows(config: Config) -> tuple[list[GrantRow], dict[str, Flavour]]:
     """The grant table evaluated for this migration's two accounts (snapshot needs on the source's)."""
     schemas = tuple(config.migration.schemas)
-    with _open(config.source, "source") as s, _open(config.target, "target") as t:
+    with open_session(config.source, "source") as s, open_session(config.target, "target") as t:
         source_flavour, target_flavour = _flavour(s), _flavour(t)
         conditions = grant_conditions(config, s, t)
         rows = evaluate(
@@ -185,6 +188,19 @@ def check_grants(
     return rows
 
 
+def check_doctor(config: Config, *, rows: list[Finding] | None = None) -> list[Finding]:
+    """The compatibility report's blocking rows stop the run here (exit 2), each with its remedy."""
+    rows = rows if rows is not None else doctor.diagnose(config)
+    stop = doctor.blocking(rows)
+    if stop:
+        raise PreflightFailed(
+            "source and target differ in ways the migration cannot survive (nothing was changed):\n  - "
+            + "\n  - ".join(f"{r.check}: source {r.source}, target {r.target}; fix: {r.remedy}" for r in stop),
+            hint="`migrator doctor -c CONFIG` prints the whole comparison",
+        )
+    return rows
+
+
 def run_preflight(config: Config, journal: Journal | None, dns: DnsProvider, *, log: Any) -> None:
     """Cheap, read-only; repeated on every run so a resume also meets a clear error, not a stack trace."""
     steps = {row.number: row.status for row in journal.steps()} if journal else {}
@@ -196,8 +212,12 @@ def run_preflight(config: Config, journal: Journal | None, dns: DnsProvider, *, 
     source_flavour = check_source(config)
     check_target(config, copy_started=copy_started)
     check_grants(config, log=log)
+    for row in check_doctor(config):
+        if row.status == doctor.WARNING:
+            log.warning("preflight.doctor_warning", check=row.check, source=row.source, target=row.target,
+                        fix=row.remedy)
     if steps.get(6) != "done":
-        with _open(config.target, "target") as t:
+        with open_session(config.target, "target") as t:
             if str(t.value("SELECT @@local_infile")) not in ("1", "ON"):
                 log.warning(
                     "preflight.local_infile_off",
