@@ -149,3 +149,16 @@ def test_old_readme_grants_failed_inside_the_pause_now_stop_before_step_1(box: S
     run_and_expect(box, "READ_ONLY ADMIN", "source account mig@%", "step 9, 10",
                    "GRANT READ_ONLY ADMIN ON *.* TO 'mig'@'%'", "log_bin_trust_function_creators = ON",
                    "GRANT SUPER ON *.* TO 'mig'@'%'", "target account mig@%")
+
+
+def test_a_run_with_exactly_the_readme_grants_completes(box: Sandbox) -> None:
+    """Every step, with nothing but the table's grants (and the setting it offers instead of SUPER)."""
+    _account(box, readme_grants("source"), readme_grants("target"))
+    workload = box.workload(rate=20)
+    workload.start()
+    try:
+        result = box.cli("run", timeout=600)
+    finally:
+        workload.stop()
+    assert result.returncode == EXIT_OK, result.stderr[-3000:]
+    assert "migration complete" in result.stdout
