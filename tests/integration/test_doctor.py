@@ -113,3 +113,23 @@ def test_mysql_80_to_mariadb_blocks_on_0900_collations_and_partial_json(box: San
     assert rows["time zone tables loaded"].status == "warning"  # the throwaway target has none loaded
     assert rows["explicit_defaults_for_timestamp"].source == "ON"
     assert rows["max_allowed_packet"].status == "blocking"  # 64 MB source, 16 MB target
+
+
+def test_doctor_for_the_embedded_sandbox_config(tmp_path: Path) -> None:
+    """configs/sandbox.toml, prepared as `migrator demo` prepares it (its own servers and accounts)."""
+    from migrator.config import load
+    from migrator.demo import prepare_sandbox
+
+    text = (Path(__file__).resolve().parents[2] / "configs" / "sandbox.toml").read_text()
+    path = tmp_path / "sandbox.toml"
+    path.write_text(text.replace('workdir = "../.migrator/demo"', f'workdir = "{tmp_path / "demo"}"'))
+    config, source, target = prepare_sandbox(load(path), scale=1)
+    try:
+        findings = doctor.diagnose(config)
+        lines = doctor.render(findings)
+    finally:
+        source.kill()
+        target.kill()
+    assert {f.check for f in findings} >= set(EVERY_CHECK)
+    assert not doctor.blocking(findings), lines
+    assert lines[0].startswith("check") and any(line.startswith("sql_mode") for line in lines)
