@@ -17,6 +17,7 @@ class GrantRow:
     status: str  # "ok" | "missing" | "warning" (an optional grant is missing) | "n/a"
     held: str = ""  # the alternative found
     grant_sql: tuple[str, ...] = field(default_factory=tuple)
+    inactive_roles: tuple[str, ...] = ()  # granted, but not active in the migrator's sessions
 
     @property
     def wanted(self) -> str:
@@ -88,7 +89,8 @@ def evaluate(
         status = "warning" if need.optional else "missing"
         rows.append(
             GrantRow(need, server, privileges.account, status,
-                     grant_sql=_grant_statements(first_missing or {}, privileges.account))
+                     grant_sql=_grant_statements(first_missing or {}, privileges.account),
+                     inactive_roles=privileges.inactive_roles)
         )
     return rows
 
@@ -101,4 +103,11 @@ def describe_missing(row: GrantRow, flavour: Flavour) -> str:
     )
     if row.need.or_setting:
         line += f" (or {row.need.or_setting})"
+    if row.inactive_roles:
+        roles = ", ".join(row.inactive_roles)
+        line += (
+            f"; roles {roles} are granted but not active at login, so they do not count: "
+            f"SET DEFAULT ROLE {row.inactive_roles[0]} FOR {quoted_account(row.account)} (MariaDB) / "
+            f"SET DEFAULT ROLE {roles} TO {quoted_account(row.account)} (MySQL)"
+        )
     return line

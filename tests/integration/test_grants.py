@@ -122,6 +122,7 @@ def test_a_role_based_account_passes(box: Sandbox) -> None:
     box.target.execute("SET DEFAULT ROLE NONE FOR 'mig'@'%'")
     result = box.cli("plan")
     assert result.returncode == EXIT_BAD_INPUT and "target account mig@%" in result.stderr
+    assert "roles `migrator_role` are granted but not active at login" in result.stderr
 
 
 def test_old_readme_grants_failed_inside_the_pause_now_stop_before_step_1(box: Sandbox) -> None:
