@@ -64,9 +64,13 @@ class Need:
     when: str = ALWAYS
     optional: bool = False  # missing: a warning (the migrator falls back), never a refusal
     or_setting: str = ""  # a server setting that makes the grant unnecessary
+    mysql_on: str = ""  # where MySQL wants it, when not where MariaDB does
 
     def alternatives(self, is_mariadb: bool) -> tuple[Alternative, ...]:
         return self.mariadb if is_mariadb else self.mysql
+
+    def scope(self, is_mariadb: bool) -> str:
+        return self.on if is_mariadb or not self.mysql_on else self.mysql_on
 
 
 def _same(*privileges: str) -> tuple[Alternative, ...]:
@@ -95,7 +99,7 @@ TABLE: tuple[Need, ...] = (
          on=SCHEMAS),
     Need("12", "source", "SHOW CREATE EVENT", _same("EVENT"), _same("EVENT"), on=SCHEMAS),
     Need("12", "source", "SHOW CREATE PROCEDURE/FUNCTION of other definers",
-         _same("SELECT"), (alt("SHOW_ROUTINE"), alt("SELECT")), on=MYSQL_PROC),
+         _same("SELECT"), (alt("SHOW_ROUTINE"), alt("SELECT")), on=MYSQL_PROC, mysql_on=GLOBAL),
     Need("2", "source", "SET GLOBAL binlog_expire_logs_seconds (binlog retention)",
          _each("BINLOG ADMIN", "SUPER"), _each("BINLOG_ADMIN", "SYSTEM_VARIABLES_ADMIN", "SUPER"), when=LOCAL),
     Need("2", "source", "mysqldump --single-transaction --master-data (FLUSH TABLES WITH READ LOCK)",
@@ -190,13 +194,14 @@ def grant_statements(
         privileges = sorted(need.alternatives(is_mariadb)[0].privileges - {"USAGE"})
         if not privileges:
             continue
-        if need.on == GLOBAL:
+        on = need.scope(is_mariadb)
+        if on == GLOBAL:
             places = ["*.*"]
-        elif need.on.startswith(("TABLE ", "PROCEDURE ")):
-            places = [need.on.removeprefix("TABLE ")]
+        elif on.startswith(("TABLE ", "PROCEDURE ")):
+            places = [on.removeprefix("TABLE ")]
         else:
-            dbs = list(schemas) if need.on in (SCHEMAS, SCHEMAS_AND_MIGRATOR) else []
-            dbs += ["_migrator"] if need.on in (MIGRATOR_SCHEMA, SCHEMAS_AND_MIGRATOR) else []
+            dbs = list(schemas) if on in (SCHEMAS, SCHEMAS_AND_MIGRATOR) else []
+            dbs += ["_migrator"] if on in (MIGRATOR_SCHEMA, SCHEMAS_AND_MIGRATOR) else []
             places = [f"`{db}`.*" for db in dbs]
         out.extend(f"GRANT {', '.join(privileges)} ON {place} TO {account}" for place in places)
     return out
@@ -238,7 +243,9 @@ def readme_section() -> str:
             when += f"; or {need.or_setting}"
         lines.append(
             f"| {need.step} | {need.server} | {need.statements} | {_grant_text(need.mariadb)} | "
-            f"{_grant_text(need.mysql)} | {_scope_text(need.on)} | {when} |"
+            f"{_grant_text(need.mysql)} | {_scope_text(need.on)}"
+            + (f" (MySQL: {_scope_text(need.mysql_on)})" if need.mysql_on else "")
+            + f" | {when} |"
         )
     lines += ["", README_END]
     return "\n".join(lines)

@@ -76,7 +76,7 @@ def evaluate(
         for alternative in alternatives:
             missing: dict[str, list[str]] = {}
             for privilege in sorted(alternative.privileges):
-                for place in privileges.has(privilege, need.on, schemas):
+                for place in privileges.has(privilege, need.scope(flavour.is_mariadb), schemas):
                     missing.setdefault(place, []).append(privilege)
             if not missing:
                 held = alternative.render()
