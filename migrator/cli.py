@@ -77,7 +77,7 @@ config_option = click.option(
 @main.command()
 @config_option
 def plan(config_path: str) -> None:
-    """Print the 14 steps and what each will do. No effects."""
+    """Print the 14 steps, the grant table and the compatibility report for these servers. No effects."""
     from steps import STEPS
 
     config = _load(config_path)
