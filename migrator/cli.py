@@ -77,7 +77,7 @@ config_option = click.option(
 @main.command()
 @config_option
 def plan(config_path: str) -> None:
-    """Print the 14 steps and what each will do. No effects."""
+    """Print the 14 steps, the grant table and the compatibility report for these servers. No effects."""
     from steps import STEPS
 
     config = _load(config_path)
@@ -102,6 +102,69 @@ def plan(config_path: str) -> None:
         click.echo("\nAWS calls this plan makes:")
         for line in describe_aws_calls(config):
             click.echo(f"  - {line}")
+    _plan_preflight(config)
+
+
+def _plan_preflight(config: Config) -> None:
+    """What `run` checks before step 1, for these servers: the grant table, the compatibility report and
+    the client tools; exit 2 after printing them all when any of them refuses."""
+    from migrator import doctor
+    from migrator.preflight import check_doctor, check_grants, check_tools, grant_rows
+
+    logsetup.configure()  # a missing optional grant is a warning on stderr
+    evaluated = grant_rows(config)
+    click.echo("\ngrants (migrator/grants.py; n/a: does not apply to this migration):")
+    for row in evaluated[0]:
+        fix = f"  -> {'; '.join(row.grant_sql)}" if row.grant_sql else ""
+        if row.need.or_setting and row.status == "missing":
+            fix += f" (or {row.need.or_setting})"
+        held = f" ({row.held})" if row.held else ""
+        click.echo(
+            f"  {row.status:<7} step {row.need.step:<19} {row.need.server:<8} {row.account:<18} "
+            f"{row.need.statements}{held}{fix}"
+        )
+    findings = doctor.diagnose(config)
+    click.echo("\ncompatibility (migrator doctor):")
+    for line in doctor.render(findings):
+        click.echo(f"  {line}")
+    failures: list[MigratorError] = []
+    try:
+        tools = check_tools(evaluated[1]["source"])
+        click.echo(f"\nclient tools ({tools.product}, found by --version):")
+        for tool in tools.tools():
+            click.echo(f"  {tool.role:<7} {tool.describe()}")
+    except MigratorError as exc:
+        failures.append(exc)
+    try:
+        check_grants(config, log=logsetup.get_logger(), evaluated=evaluated)
+    except MigratorError as missing:
+        failures.append(missing)
+    try:
+        check_doctor(config, rows=findings)
+    except MigratorError as blocked:
+        failures.append(blocked)
+    if failures:
+        for failure in failures[1:]:
+            click.echo(f"error: {failure.message}", err=True)
+        raise failures[0]
+
+
+@main.command()
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def doctor(config_path: str, as_json: bool) -> None:
+    """Source vs target settings: OK, warning or blocking, each with its remedy. Exit 2 when any blocks."""
+    from migrator import doctor as compat
+
+    config = _load(config_path)
+    logsetup.configure(quiet=as_json)
+    findings = compat.diagnose(config)
+    _emit(
+        {"rows": [f.as_dict() for f in findings], "blocking": len(compat.blocking(findings))},
+        as_json,
+        lambda _d: click.echo("\n".join(compat.render(findings))),
+    )
+    sys.exit(EXIT_BAD_INPUT if compat.blocking(findings) else EXIT_OK)
 
 
 @main.command()

@@ -27,6 +27,8 @@ class Flavour:
         return not self.is_mariadb and (self.major, self.minor) >= (8, 0)
 
     # --- client tools ------------------------------------------------------------------------
+    # Candidate names only: which product a name really is, and so which options it takes, is read
+    # from its --version by migrator/tools/client_tools.py (on Debian `mysqlbinlog` is MariaDB's).
     @property
     def binlog_tool(self) -> tuple[str, ...]:
         return ("mariadb-binlog", "mysqlbinlog") if self.is_mariadb else ("mysqlbinlog", "mariadb-binlog")
@@ -221,12 +223,15 @@ class Flavour:
 
     # --- freezing writes ---------------------------------------------------------------------
     def read_only_statements(self, on: bool) -> list[str]:
-        value = "ON" if on else "OFF"
-        if self.is_mariadb:
-            return [f"SET GLOBAL read_only = {value}"]
-        if on:
-            return ["SET GLOBAL read_only = ON", "SET GLOBAL super_read_only = ON"]
-        return ["SET GLOBAL super_read_only = OFF", "SET GLOBAL read_only = OFF"]
+        """read_only only, never super_read_only (review B2).
+
+        The migrator writes to a read_only target for days (copy, applier, step 12): on MySQL it may,
+        holding CONNECTION_ADMIN or SUPER (preflight checks, migrator/grants.py), while
+        super_read_only refuses every client session, SUPER included. On MariaDB 10.11 READ_ONLY
+        ADMIN both sets read_only and writes through it. ``read_only = OFF`` also clears a
+        super_read_only someone else set.
+        """
+        return [f"SET GLOBAL read_only = {'ON' if on else 'OFF'}"]
 
 
 def detect(version: str) -> Flavour:

@@ -32,7 +32,7 @@ from migrator.mysql.session import MySQLSession
 from migrator.ports import ReplicaHandle, ReplicaState, SnapshotCoordinates
 
 RETENTION_SETTING = "binlog retention hours"
-MAX_RETENTION_HOURS = 2160  # RDS for MySQL/MariaDB maximum (90 days)
+MAX_RETENTION_HOURS = 168  # RDS for MySQL: 7 days (AWS, mysql.rds_set_configuration); 2160 is Aurora's
 SUPPORTED_ENGINES = ("mysql", "mariadb")
 MIGRATION_TAG = "migrator:migration"
 MIB = 1024 * 1024

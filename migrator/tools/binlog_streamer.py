@@ -36,7 +36,7 @@ from migrator.mysql.flavour import Flavour
 from migrator.mysql.positions import binlog_sequence, position_key, source_head
 from migrator.mysql.session import MySQLSession, error_code, is_transient
 from migrator.mysql.source_identity import SourceChanged, SourceIdentity, check_same_source
-from migrator.platforms.local_server import find_binary
+from migrator.tools import client_tools
 from migrator.tools.defaults_file import DefaultsFile
 
 STDERR_LOG = "streamer.log"
@@ -299,16 +299,17 @@ class BinlogStreamer:
     def _launch(self) -> None:
         file = self._resume_file()
         self._release_credentials()
-        credentials = DefaultsFile(self.source, parent=self.secrets_dir)
+        tool = client_tools.for_flavour(self.flavour).binlog  # by --version, not by name (review B3)
+        credentials = DefaultsFile(self.source, parent=self.secrets_dir, product=tool.product)
         path = credentials.__enter__()
         self._credentials = credentials
         argv = [
-            find_binary(*self.flavour.binlog_tool),
+            tool.path,
             f"--defaults-extra-file={path}",  # must come first
             "--read-from-remote-server",
             "--raw",
             "--stop-never",
-            self.flavour.streamer_server_id_option(self.server_id),
+            tool.server_id_option(self.server_id),
             f"--result-file={self.archive_dir}{os.sep}",  # with --raw a prefix: files keep the source's names
             file,
         ]

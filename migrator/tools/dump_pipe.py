@@ -71,7 +71,7 @@ from migrator.mysql.session import (
     quote_identifier,
     scaled_read_timeout,
 )
-from migrator.platforms.local_server import find_binary
+from migrator.tools import client_tools
 from migrator.tools.defaults_file import DefaultsFile
 
 # Error numbers in a tool's stderr that are worth one more attempt of the same chunk.
@@ -484,8 +484,9 @@ class ChunkCopier:
         self.skip_target_binlog = skip_target_binlog
         self._binlog_off = False
         self._tables: dict[tuple[str, str], TableInfo] = {}
-        self._dump_tool = find_binary(*flavour.dump_tool)
-        self._client_tool = find_binary(*flavour.client_tool)
+        self._tools = client_tools.for_flavour(flavour)  # by --version, one product (review B3)
+        self._dump_tool = self._tools.dump.path
+        self._client_tool = self._tools.client.path
         # The LOAD DATA path's select: migrator-select-tsv where built (a fifth of the CPU of
         # `mariadb --batch`, whose byte-by-byte escaping cost 5.4 CPU-s of a 31 CPU-s bench copy).
         # ``select_tool`` names another build of it (tests build the checkout's source).
@@ -513,6 +514,7 @@ class ChunkCopier:
             "--default-character-set=utf8mb4",
             f"--max-allowed-packet={MAX_ALLOWED_PACKET}",
             # --compact is deliberately absent: it drops the SET TIME_ZONE='+00:00' header.
+            *self._tools.dump.dump_options(),  # Oracle's: --set-gtid-purged=OFF
             f"--where={chunk.where_sql()}",
             chunk.schema,
             chunk.table,
@@ -1090,8 +1092,9 @@ class ChunkCopier:
         progress()
         failure: BaseException | None = None
         with ExitStack() as stack:
-            dump_cnf = stack.enter_context(DefaultsFile(self.snapshot, parent=self.secrets_dir))
-            load_cnf = stack.enter_context(DefaultsFile(self.target, parent=self.secrets_dir))
+            product = self._tools.product
+            dump_cnf = stack.enter_context(DefaultsFile(self.snapshot, parent=self.secrets_dir, product=product))
+            load_cnf = stack.enter_context(DefaultsFile(self.target, parent=self.secrets_dir, product=product))
             pool = stack.enter_context(
                 ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="copy")
             )
