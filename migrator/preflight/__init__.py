@@ -135,8 +135,11 @@ def grant_conditions(config: Config, source: MySQLSession, target: MySQLSession)
         on_target = {f"{u}@{h}".lower() for u, h in target.rows("SELECT User, Host FROM mysql.user")}
     except pymysql.err.MySQLError:
         on_target = set()  # not readable: the grant table names that; assume every definer stays (fail closed)
-    fallback = config.definers.fallback.lower()
-    kept = {d if (d in on_target or not on_target) else fallback for d in definers}
+    # A definer missing on the target is copied with the accounts or mapped as configured (step 12).
+    kept = {
+        d if (d in on_target or not on_target) else (config.definers.mapping_for(d) or d).lower()
+        for d in definers
+    }
     untrusted = _yes(target.value("SELECT @@log_bin")) and not _yes(
         target.value("SELECT @@log_bin_trust_function_creators")
     )
