@@ -65,6 +65,8 @@ def test_application_accounts_exist_on_the_target_with_working_passwords(
         "GRANT EXECUTE ON mysql.* TO report@'%'",  # another schema: left out, listed
         "CREATE USER dba@'%' IDENTIFIED BY 'Dba-pw#1'",  # global privileges only: not the application's
         "GRANT PROCESS ON *.* TO dba@'%'",
+        "CREATE USER rdsadmin@localhost IDENTIFIED BY 'Rds-pw#1'",  # RDS's own: never copied, listed
+        "GRANT SELECT ON shop.* TO rdsadmin@localhost",
     )
     result = box.cli("run")
     assert result.returncode == EXIT_OK, result.stderr[-3000:]
@@ -99,6 +101,8 @@ def test_application_accounts_exist_on_the_target_with_working_passwords(
     assert not any(name.startswith(("dba@", "root@", "admin@", "mariadb.sys@")) for name in copied["created"])
     assert any("report@%: EXECUTE ON `mysql`.*" in line for line in copied["left_out"])
     assert copied["kept_as_is"] == []
+    assert any(line.startswith("rdsadmin@localhost: RDS or server system account") for line in copied["left_out"])
+    assert rows(box.target, "SELECT COUNT(*) FROM mysql.user WHERE User = 'rdsadmin'") == [(0,)]
 
 
 def test_a_session_account_missing_on_the_target_stops_before_dns_moves(
