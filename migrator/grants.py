@@ -24,6 +24,7 @@ MIGRATOR_SCHEMA = "_migrator"
 SCHEMAS_AND_MIGRATOR = "schemas+_migrator"
 MYSQL_PROC = "TABLE mysql.proc"
 MYSQL_USER = "TABLE mysql.user"
+MYSQL_SCHEMA = "mysql"  # the whole mysql schema: SHOW CREATE USER / SHOW GRANTS FOR other accounts
 
 
 def procedure(name: str) -> str:
@@ -81,6 +82,21 @@ def _each(*privileges: str) -> tuple[Alternative, ...]:
     return tuple(alt(p) for p in privileges)
 
 
+# What GRANT ALL ON db.* holds (MariaDB adds DELETE HISTORY): a copied account may have any of it.
+SCHEMA_PRIVILEGES = (
+    "SELECT", "INSERT", "UPDATE", "DELETE", "CREATE", "DROP", "REFERENCES", "INDEX", "ALTER",
+    "CREATE TEMPORARY TABLES", "LOCK TABLES", "EXECUTE", "CREATE VIEW", "SHOW VIEW", "CREATE ROUTINE",
+    "ALTER ROUTINE", "EVENT", "TRIGGER",
+)
+
+
+def grant_sql(privileges: list[str], on: str, to: str) -> str:
+    """GRANT OPTION is a clause, not a list item (``GRANT a, GRANT OPTION ON`` is a syntax error)."""
+    listed = [p for p in privileges if p != "GRANT OPTION"] or ["USAGE"]
+    suffix = " WITH GRANT OPTION" if "GRANT OPTION" in privileges else ""
+    return f"GRANT {', '.join(listed)} ON {on} TO {to}{suffix}"
+
+
 SESSION_VARS_MYSQL = _each("SESSION_VARIABLES_ADMIN", "SYSTEM_VARIABLES_ADMIN", "SUPER")
 
 TABLE: tuple[Need, ...] = (
@@ -99,7 +115,7 @@ TABLE: tuple[Need, ...] = (
          on=SCHEMAS),
     Need("12", "source", "SHOW CREATE EVENT", _same("EVENT"), _same("EVENT"), on=SCHEMAS),
     Need("12", "source", "SHOW CREATE PROCEDURE/FUNCTION of other definers",
-         _same("SELECT"), (alt("SHOW_ROUTINE"), alt("SELECT")), on=MYSQL_PROC, mysql_on=GLOBAL),
+         _same("SELECT"), (alt("SHOW_ROUTINE"), alt("SELECT")), on=MYSQL_SCHEMA, mysql_on=GLOBAL),
     Need("2", "source", "SET GLOBAL binlog_expire_logs_seconds (binlog retention)",
          _each("BINLOG ADMIN", "SUPER"), _each("BINLOG_ADMIN", "SYSTEM_VARIABLES_ADMIN", "SUPER"), when=LOCAL),
     Need("2", "source", "mysqldump --single-transaction --master-data (FLUSH TABLES WITH READ LOCK)",
@@ -110,6 +126,11 @@ TABLE: tuple[Need, ...] = (
     Need("9, 10", "source", "SET GLOBAL read_only = ON (and OFF if the pause fails)",
          (alt("READ_ONLY ADMIN"), alt("SUPER", below=(10, 11))), _each("SYSTEM_VARIABLES_ADMIN", "SUPER"),
          when=READ_ONLY_SQL),
+    Need("8, 9, 12", "source", "information_schema.PROCESSLIST of every account (who uses the source), "
+         "INNODB_TRX (long writers before the freeze)", _same("PROCESS"), _same("PROCESS")),
+    Need("preflight, 11, 12", "source", "SELECT FROM mysql.user, SHOW CREATE USER and SHOW GRANTS FOR the "
+         "application accounts and DEFINERs copied to the target", _same("SELECT"), _same("SELECT"),
+         on=MYSQL_SCHEMA),
     Need("preflight, 2, 4", "source", "CALL mysql.rds_show_configuration",
          _same("EXECUTE"), _same("EXECUTE"), on=procedure("mysql.rds_show_configuration"), when=RDS),
     Need("2, 4", "source", "CALL mysql.rds_set_configuration('binlog retention hours', N)",
@@ -136,6 +157,13 @@ TABLE: tuple[Need, ...] = (
          (alt("USAGE"),), SESSION_VARS_MYSQL),
     Need("12", "target", "SELECT User, Host FROM mysql.user (which DEFINERs exist on the target)",
          _same("SELECT"), _same("SELECT"), on=MYSQL_USER),
+    Need("11, 12", "target", "CREATE USER / ALTER USER of the copied application accounts and DEFINERs",
+         _same("CREATE USER"), _same("CREATE USER")),
+    # GRANT hands on only what the grantor holds: the copied accounts' schema grants (ALL for a DEFINER) need
+    # every schema privilege with GRANT OPTION.
+    Need("11, 12", "target", "GRANT the copied accounts their privileges on the migrated schemas",
+         _same(*SCHEMA_PRIVILEGES, "DELETE HISTORY", "GRANT OPTION"), _same(*SCHEMA_PRIVILEGES, "GRANT OPTION"),
+         on=SCHEMAS),
     Need("12", "target", "CREATE VIEW", _same("CREATE VIEW"), _same("CREATE VIEW"), on=SCHEMAS),
     Need("12", "target", "CREATE PROCEDURE/FUNCTION", _same("CREATE ROUTINE", "ALTER ROUTINE"),
          _same("CREATE ROUTINE", "ALTER ROUTINE"), on=SCHEMAS),
@@ -202,8 +230,9 @@ def grant_statements(
         else:
             dbs = list(schemas) if on in (SCHEMAS, SCHEMAS_AND_MIGRATOR) else []
             dbs += ["_migrator"] if on in (MIGRATOR_SCHEMA, SCHEMAS_AND_MIGRATOR) else []
+            dbs += ["mysql"] if on == MYSQL_SCHEMA else []
             places = [f"`{db}`.*" for db in dbs]
-        out.extend(f"GRANT {', '.join(privileges)} ON {place} TO {account}" for place in places)
+        out.extend(grant_sql(privileges, place, account) for place in places)
     return out
 
 
@@ -220,6 +249,7 @@ def _scope_text(on: str) -> str:
         SCHEMAS_AND_MIGRATOR: "each migrated schema and `_migrator.*` (or `*.*`)",
         MYSQL_PROC: "`mysql.proc` (or `*.*`)",
         MYSQL_USER: "`mysql.user` (or `*.*`)",
+        MYSQL_SCHEMA: "`mysql.*` (or `*.*`)",
     }.get(on, f"`{on.removeprefix('PROCEDURE ')}`")
 
 

@@ -8,6 +8,7 @@ import pymysql
 
 from migrator import doctor
 from migrator.config import Config
+from migrator.cutover import check_account_plugins
 from migrator.doctor import Finding
 from migrator.endpoint import Endpoint
 from migrator.errors import EnvironmentProblem, PreflightFailed
@@ -131,15 +132,10 @@ def grant_conditions(config: Config, source: MySQLSession, target: MySQLSession)
                 )
             )
     me = str(target.value("SELECT CURRENT_USER()")).lower()
-    try:
-        on_target = {f"{u}@{h}".lower() for u, h in target.rows("SELECT User, Host FROM mysql.user")}
-    except pymysql.err.MySQLError:
-        on_target = set()  # not readable: the grant table names that; assume every definer stays (fail closed)
-    # A definer missing on the target is copied with the accounts or mapped as configured (step 12).
-    kept = {
-        d if (d in on_target or not on_target) else (config.definers.mapping_for(d) or d).lower()
-        for d in definers
-    }
+    # Step 12 copies every DEFINER account (or maps it as configured): each stays a DEFINER on the target.
+    # (definers.fallback applies only to a definer that is not copied, so it does not decide this.)
+    mapped = {k.lower(): v.lower() for k, v in config.definers.map}
+    kept = {mapped.get(d, d) for d in definers}
     untrusted = _yes(target.value("SELECT @@log_bin")) and not _yes(
         target.value("SELECT @@log_bin_trust_function_creators")
     )
@@ -209,12 +205,16 @@ def run_preflight(config: Config, journal: Journal | None, dns: DnsProvider, *, 
     steps = {row.number: row.status for row in journal.steps()} if journal else {}
     copy_started = journal is not None and (bool(journal.chunk_plan()) or steps.get(6) == "done")
     if config.rds is not None:
-        from migrator.platforms.rds import rds_preflight
+        from migrator.platforms.rds import rds_preflight, require_dedicated_parameter_group
 
         rds_preflight(config, resuming=journal is not None)
+        if steps.get(9) != "done":
+            require_dedicated_parameter_group(config)
     source_flavour = check_source(config)
     check_target(config, copy_started=copy_started)
     check_grants(config, log=log)
+    if steps.get(12) != "done":
+        check_account_plugins(config)  # an account step 12 copies must log in on the target
     for row in check_doctor(config):
         if row.status == doctor.WARNING:
             log.warning("preflight.doctor_warning", check=row.check, source=row.source, target=row.target,

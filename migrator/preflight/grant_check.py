@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from migrator.grants import TABLE, Alternative, Conditions, Need
+from migrator.grants import TABLE, Alternative, Conditions, Need, grant_sql
 from migrator.mysql.flavour import Flavour
 from migrator.preflight.privileges import Privileges, quoted_account
 
@@ -48,7 +48,7 @@ def _grant_statements(missing: dict[str, list[str]], account: str) -> tuple[str,
     for place, privileges in missing.items():
         on = place.removeprefix("PROCEDURE ")
         prefix = "PROCEDURE " if place.startswith("PROCEDURE ") else ""
-        statements.append(f"GRANT {', '.join(privileges)} ON {prefix}{on} TO {to}")
+        statements.append(grant_sql(privileges, prefix + on, to))
     return tuple(statements)
 
 

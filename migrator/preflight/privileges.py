@@ -83,6 +83,8 @@ class Privileges:
         if not match:
             return
         privileges = {_normalise(p) for p in _COLUMNS.sub("", match.group("privs")).split(",") if p.strip()}
+        if re.search(r"\bWITH\b.*\bGRANT OPTION\b", line[match.end():], re.DOTALL):
+            privileges.add("GRANT OPTION")  # printed after TO, not in the privilege list
         kind, db, name = _split_object(match.group("obj"))
         if kind == "global":
             self.global_ |= privileges
@@ -124,6 +126,8 @@ class Privileges:
             dbs.extend(schemas)
         if on in (grants.MIGRATOR_SCHEMA, grants.SCHEMAS_AND_MIGRATOR):
             dbs.append("_migrator")
+        if on == grants.MYSQL_SCHEMA:
+            dbs.append("mysql")
         return [f"`{db}`.*" for db in dbs if not self.on_database(privilege, db)]
 
 

@@ -24,7 +24,7 @@ ACCOUNT = f"'{USER}'@'%'"
 SCHEMAS = ("shop", "hr")
 # The sandbox: platform local, cutover.read_only, a target with binary logging and a dataset with a
 # trigger and routines (so log_bin_trust_function_creators or SUPER), definers mapped to this account.
-SANDBOX = Conditions(platform="local", read_only=True, target_binlog_untrusted=True, foreign_definers=False)
+SANDBOX = Conditions(platform="local", read_only=True, target_binlog_untrusted=True, foreign_definers=True)
 
 # What the README said before this change (the grants a user following it had).
 OLD_README_SOURCE = [
