@@ -171,6 +171,45 @@ def _print_report(config: Config) -> None:
         )
     if "write_pause_seconds" in facts:
         click.echo(f"  write pause: {facts['write_pause_seconds']:.2f} s")
+    for line in _after_cutover_lines(facts):
+        click.echo(f"  {line}")
+
+
+def _after_cutover_lines(facts: dict[str, Any]) -> list[str]:
+    """DNS switch time, connection tail, sessions ended, the rollback window and stray-write alarms."""
+    lines = []
+    if facts.get("dns_switch_seconds") is not None:
+        lines.append(f"DNS switch: {facts['dns_switch_seconds']:.2f} s (UPSERT until in sync)")
+    tail = facts.get("connection_tail")
+    if tail:
+        at_switch = ", ".join(f"{a} x{n}" for a, n in tail["at_switch"].items()) or "none"
+        ended = ", ".join(f"{a} x{n}" for a, n in tail["ended_by_account"].items())
+        lines.append(
+            "connection tail: "
+            + (f"{tail['tail_seconds']:.2f} s" if tail["tail_seconds"] is not None else "not over")
+            + f" (switch until the last application session left the source; grace {tail['grace_seconds']} s); "
+            f"sessions on the source at the switch: {at_switch}; ended by force: {tail['ended_by_force']}"
+            + (f" ({ended})" if ended else "")
+        )
+        if tail.get("remaining"):
+            lines.append(f"STILL ON THE SOURCE: {tail['remaining']}")
+    window = facts.get("rollback_window") or {}
+    if window.get("state") == "open":
+        lines.append(f"rollback window: open since the switch (source follows the target via {window.get('via')}); "
+                     "`migrator rollback` goes back, `migrator finish` ends it")
+    elif window.get("state"):
+        lines.append(f"rollback window: {window['state']}")
+    done = facts.get("rollback") or {}
+    if done.get("phase") == "done":
+        lines.append(
+            f"rollback: writes paused {done['write_pause_seconds']:.2f} s; {done.get('verified_rows', 0)} rows in "
+            f"{len(done.get('verified_tables', []))} table(s) written since the switch verified equal on the source"
+        )
+    for w in facts.get("stray_writes") or []:
+        from migrator.source_watch import from_fact
+
+        lines.append(f"ALARM stray write on the source: {from_fact(w).describe()}")
+    return lines
 
 
 def status_data(config: Config) -> dict[str, Any]:
@@ -218,8 +257,36 @@ def status_data(config: Config) -> dict[str, Any]:
         "apply_lag_bytes": archive_lag,
         "snapshot": facts.get("snapshot"),
         "write_pause_seconds": facts.get("write_pause_seconds"),
+        "dns_switch_seconds": facts.get("dns_switch_seconds"),
+        "connection_tail": facts.get("connection_tail"),
+        "stray_writes": _stray_writes(config, facts),
+        "rollback_window": _window(config, facts),
+        "rollback": facts.get("rollback"),
+        "finished": facts.get("finished"),
+        "after_cutover": _after_cutover_lines(facts),
         "recent_events": events,
     }
+
+
+def _stray_writes(config: Config, facts: dict[str, Any]) -> list[dict[str, Any]]:
+    """Journaled alarms plus what the archive shows now (the streamer may have copied more since)."""
+    known = list(facts.get("stray_writes") or [])
+    if facts.get("final_position") is None or facts.get("finished"):
+        return known
+    from migrator.after_cutover import stray_writes_now
+
+    seen = {(w["file"], int(w["position"])) for w in known}
+    try:
+        fresh = stray_writes_now(config, facts, from_source=True)
+    except Exception as exc:  # status answers even with a server down; say what could not be checked
+        return [*known, {"error": f"stray-write scan failed: {type(exc).__name__}: {exc}"}]
+    return known + [w.as_fact() for w in fresh if (w.file, w.position) not in seen]
+
+
+def _window(config: Config, facts: dict[str, Any]) -> dict[str, Any] | None:
+    from migrator.after_cutover import window_report
+
+    return window_report(config, facts)
 
 
 def _copy_eta(journal: Journal) -> float | None:
@@ -265,6 +332,28 @@ def _render_status(data: dict[str, Any]) -> None:
         )
     if data["write_pause_seconds"] is not None:
         click.echo(f"write pause: {data['write_pause_seconds']:.2f} s")
+    for line in data["after_cutover"]:
+        if not line.startswith("ALARM"):
+            click.echo(line)
+    window = data.get("rollback_window") or {}
+    if window.get("state") == "open":
+        if window.get("error"):
+            click.echo(f"reverse replication: unknown ({window['error']})")
+        elif window.get("configured"):
+            click.echo(
+                f"reverse replication (target -> source): {'running' if window['replicating'] else 'STOPPED'}, "
+                f"{window['lag_bytes']} bytes / {window['lag_seconds']} s behind the target's head "
+                f"{window['target_head'][0]}:{window['target_head'][1]}"
+            )
+        else:
+            click.echo("reverse replication (target -> source): NOT CONFIGURED on the source")
+    for w in data["stray_writes"]:
+        if "error" in w:
+            click.echo(f"ALARM {w['error']}")
+        else:
+            from migrator.source_watch import from_fact
+
+            click.echo(f"ALARM stray write on the source: {from_fact(w).describe()}")
 
 
 @main.command()
@@ -358,6 +447,40 @@ def cleanup(config_path: str, confirm: bool, abandon: bool) -> None:
         click.echo(line)
     if not confirm:
         click.echo("nothing changed: pass --confirm to do this")
+
+
+@main.command()
+@config_option
+@click.option("-v", "--verbose", is_flag=True)
+def rollback(config_path: str, verbose: bool) -> None:
+    """Go back to the source: pause writes on the target, wait until the source has them all, verify, switch
+    DNS back, resume writes on the source. Possible from step 14 until `migrator finish`; re-run to resume."""
+    from migrator.after_cutover import run_rollback
+
+    config = _load(config_path)
+    logsetup.configure(log_file=config.workdir / "migrator.log", verbose=verbose)
+    crash = frozenset(filter(None, os.environ.get("MIGRATOR_CRASH_AT", "").split(",")))
+    done = run_rollback(config, log=logsetup.get_logger(migration=config.migration.name), crash_points=crash)
+    click.echo(
+        f"rolled back: the application's DNS points at the source again; writes paused {done['write_pause_seconds']:.2f} s; "
+        f"{done.get('verified_rows', 0)} rows in {len(done.get('verified_tables', []))} table(s) written on the "
+        "target since the switch verified equal on the source"
+    )
+
+
+@main.command()
+@config_option
+@click.option("--accept-stray-writes", is_flag=True, help="finish although writes reached the source after the switch")
+def finish(config_path: str, accept_stray_writes: bool) -> None:
+    """End the rollback window: stop the reverse replication and the source watch, restore the source's read_only
+    and binlog retention, drop the _migrator schema on both servers. `cleanup` needs it."""
+    from migrator.after_cutover import run_finish
+
+    config = _load(config_path)
+    logsetup.configure(log_file=config.workdir / "migrator.log")
+    for line in run_finish(config, log=logsetup.get_logger(), accept_stray_writes=accept_stray_writes):
+        click.echo(line)
+    click.echo("finished: `migrator cleanup --confirm` removes the snapshot replica")
 
 
 @main.command("retry-step")

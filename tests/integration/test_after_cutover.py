@@ -1,0 +1,215 @@
+"""After the DNS switch: sessions left on the source, stray writes, and the rollback window (real local servers)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pymysql
+import pytest
+
+from migrator.dns.local import resolve
+from migrator.errors import EXIT_OK, EXIT_STEP_FAILED
+from migrator.journal import Journal
+from migrator.platforms.local_server import LocalServer
+from migrator.sandbox.dataset import APP_USER
+from tests.conftest import MakeServer
+from tests.harness import APP_PASSWORD, RECORD, Sandbox, make_sandbox, stop_local_replicas
+
+GRACE = 2
+
+
+@pytest.fixture
+def sandbox(make_server: MakeServer, tmp_path: Path) -> Iterator[Sandbox]:
+    box = make_sandbox(make_server, tmp_path, cutover={"connection_grace_seconds": GRACE})
+    yield box
+    stop_local_replicas(box)
+
+
+def facts(sandbox: Sandbox) -> dict[str, Any]:
+    journal = Journal.open_readonly(sandbox.workdir / "journal.sqlite")
+    try:
+        return journal.facts()
+    finally:
+        journal.close()
+
+
+def pooled_connection(sandbox: Sandbox) -> Any:
+    """What a pool holds: one connection opened through DNS, then kept for as long as it works."""
+    host, port = resolve(sandbox.dns_file, RECORD)
+    return pymysql.connect(host=host, port=port, user=APP_USER, password=APP_PASSWORD, autocommit=True)
+
+
+def served_by(conn: Any) -> int:
+    with conn.cursor() as cur:
+        cur.execute("SELECT @@port")
+        return int(cur.fetchone()[0])
+
+
+def query_through_pool(sandbox: Sandbox, conn: Any) -> tuple[int, bool]:
+    """The pool's next query: on a dead connection, reconnect through DNS (as every pool does); the port
+    that answered, and whether the old connection had been ended."""
+    try:
+        return served_by(conn), False
+    except pymysql.err.OperationalError as exc:
+        assert exc.args[0] in (2006, 2013), exc
+        fresh = pooled_connection(sandbox)
+        try:
+            return served_by(fresh), True
+        finally:
+            fresh.close()
+
+
+def rows(server: LocalServer, sql: str) -> list[tuple[Any, ...]]:
+    conn = server.root()
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql)
+            return list(cur.fetchall())
+    finally:
+        conn.close()
+
+
+def test_pooled_connection_is_ended_after_the_grace_period_and_reconnects_to_the_target(sandbox: Sandbox) -> None:
+    pooled = pooled_connection(sandbox)
+    assert served_by(pooled) == sandbox.source.port
+    result = sandbox.cli("run")
+    assert result.returncode == EXIT_OK, result.stderr[-3000:]
+    port, was_ended = query_through_pool(sandbox, pooled)
+    assert was_ended, "the pooled connection to the source was still alive after the cut-over"
+    assert port == sandbox.target.port
+    tail = facts(sandbox)["connection_tail"]
+    assert tail["at_switch"] == {f"{APP_USER}@127.0.0.1": 1}
+    assert tail["ended_by_force"] == 1 and tail["ended_by_account"] == {f"{APP_USER}@127.0.0.1": 1}
+    assert tail["remaining"] == {}
+    assert GRACE <= tail["tail_seconds"] < GRACE + 10
+    # No application session is left on the source; the migration's own were not touched.
+    left = rows(sandbox.source, "SELECT USER FROM information_schema.PROCESSLIST WHERE USER = 'app'")
+    assert left == []
+    assert "connection tail:" in result.stdout and "ended by force: 1" in result.stdout
+    assert "DNS switch:" in result.stdout and "write pause:" in result.stdout
+    status = json.loads(sandbox.cli("status", "--json").stdout)
+    assert status["connection_tail"]["ended_by_force"] == 1
+    assert status["dns_switch_seconds"] is not None
+
+
+def test_a_write_to_the_source_after_the_switch_is_an_alarm_naming_the_table(sandbox: Sandbox) -> None:
+    result = sandbox.cli("run")
+    assert result.returncode == EXIT_OK, result.stderr[-3000:]
+    quiet = json.loads(sandbox.cli("status", "--json").stdout)
+    assert quiet["stray_writes"] == []
+    # A SUPER account is not stopped by read_only: a forgotten cron job, say.
+    sandbox.source.execute("UPDATE shop.customers SET notes = 'written after the switch' WHERE id = 1")
+    status = sandbox.cli("status")
+    assert "ALARM stray write on the source: write on shop.customers" in status.stdout, status.stdout
+    data = json.loads(sandbox.cli("status", "--json").stdout)
+    (alarm,) = data["stray_writes"]
+    assert alarm["tables"] == ["shop.customers"] and alarm["server_id"] == 1 and alarm["when"]
+    # finish refuses to close the window over it, and journals the alarm.
+    refused = sandbox.cli("finish")
+    assert refused.returncode == EXIT_STEP_FAILED and "shop.customers" in refused.stderr, refused.stderr
+    journal = Journal.open_readonly(sandbox.workdir / "journal.sqlite")
+    try:
+        events = [e for e in journal.events(200) if e["kind"] == "source.stray_write"]
+        assert journal.fact("stray_writes")[0]["tables"] == ["shop.customers"]
+    finally:
+        journal.close()
+    assert len(events) == 1
+    accepted = sandbox.cli("finish", "--accept-stray-writes")
+    assert accepted.returncode == EXIT_OK, accepted.stderr
+    assert "1 stray write(s) accepted" in accepted.stdout
+
+
+def wait_for_writes_on(workload: Any, server: LocalServer, count: int, timeout: float = 30.0) -> None:
+    address = f"127.0.0.1:{server.port}"
+    before = workload.stats().ok_by_server.get(address, 0)
+    deadline = time.monotonic() + timeout
+    while workload.stats().ok_by_server.get(address, 0) < before + count:
+        assert time.monotonic() < deadline, f"the workload did not write {count} times on {address}"
+        time.sleep(0.05)
+
+
+def ledger(server: LocalServer) -> dict[int, tuple[Any, ...]]:
+    return {int(r[0]): tuple(r) for r in rows(server, "SELECT * FROM shop.ledger")}
+
+
+def assert_rolled_back(sandbox: Sandbox, workload: Any, first_id: int) -> None:
+    """Every row the target holds is on the source, row by row; every acknowledged write is on the source."""
+    on_target, on_source = ledger(sandbox.target), ledger(sandbox.source)
+    written_on_target = {i for i in on_target if i >= first_id}
+    assert written_on_target, "the workload wrote nothing"
+    differing = [i for i, row in on_target.items() if on_source.get(i) != row]
+    assert differing == [], f"{len(differing)} target rows differ on the source, first ids {differing[:5]}"
+    from tests.conftest import admin_endpoint
+
+    verdict = workload.verify(admin_endpoint(sandbox.source))
+    assert verdict.ok, verdict.describe()
+    assert resolve(sandbox.dns_file, RECORD) == ("127.0.0.1", sandbox.source.port)
+    assert rows(sandbox.source, "SELECT @@global.read_only") == [(0,)]
+    assert rows(sandbox.target, "SELECT @@global.read_only") == [(1,)]
+    assert rows(sandbox.source, "SHOW SLAVE STATUS") == []
+
+
+def run_with_writes_on_target(sandbox: Sandbox) -> Any:
+    workload = sandbox.workload(rate=40)
+    workload.start()
+    result = sandbox.cli("run")
+    assert result.returncode == EXIT_OK, result.stderr[-3000:]
+    wait_for_writes_on(workload, sandbox.target, 60)
+    status = json.loads(sandbox.cli("status", "--json").stdout)
+    window = status["rollback_window"]
+    assert window["state"] == "open" and window["configured"] and window["replicating"], window
+    assert window["lag_bytes"] is not None
+    return workload
+
+
+def test_rollback_brings_every_write_made_on_the_target_back_to_the_source(sandbox: Sandbox) -> None:
+    workload = run_with_writes_on_target(sandbox)
+    first_target_id = max(ledger(sandbox.target)) - 30
+    done = sandbox.cli("rollback")
+    assert done.returncode == EXIT_OK, done.stderr[-3000:]
+    assert "rolled back" in done.stdout and "verified equal on the source" in done.stdout
+    wait_for_writes_on(workload, sandbox.source, 20)
+    workload.stop()
+    assert_rolled_back(sandbox, workload, first_target_id)
+    rollback = facts(sandbox)["rollback"]
+    assert rollback["phase"] == "done" and rollback["verified_tables"] == ["shop.ledger"]
+    assert 0 < rollback["write_pause_seconds"] < 30
+    # A second rollback is a no-op; finish then closes what is left and cleanup may run.
+    assert sandbox.cli("rollback").returncode == EXIT_OK
+    assert sandbox.cli("finish").returncode == EXIT_OK
+    assert rows(sandbox.source, "SHOW DATABASES LIKE '\\_migrator'") == []
+
+
+@pytest.mark.parametrize("point", ["rollback.after_catchup", "rollback.after_dns"])
+def test_rollback_killed_mid_way_finishes_when_run_again(sandbox: Sandbox, point: str) -> None:
+    workload = run_with_writes_on_target(sandbox)
+    first_target_id = max(ledger(sandbox.target)) - 30
+    crashed = sandbox.cli("rollback", env={"MIGRATOR_CRASH_AT": point})
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr[-2000:]
+    assert facts(sandbox)["rollback"]["phase"] != "done"
+    done = sandbox.cli("rollback")
+    assert done.returncode == EXIT_OK, done.stderr[-3000:]
+    wait_for_writes_on(workload, sandbox.source, 20)
+    workload.stop()
+    assert_rolled_back(sandbox, workload, first_target_id)
+
+
+def test_finish_closes_the_window_and_restores_the_source(sandbox: Sandbox) -> None:
+    result = sandbox.cli("run")
+    assert result.returncode == EXIT_OK, result.stderr[-3000:]
+    assert len(rows(sandbox.source, "SHOW SLAVE STATUS")) == 1
+    done = sandbox.cli("finish")
+    assert done.returncode == EXIT_OK, done.stderr[-3000:]
+    assert rows(sandbox.source, "SHOW SLAVE STATUS") == []
+    assert rows(sandbox.source, "SELECT @@global.read_only") == [(0,)]
+    for server in (sandbox.source, sandbox.target):
+        assert rows(server, "SHOW DATABASES LIKE '\\_migrator'") == []
+    after = json.loads(sandbox.cli("status", "--json").stdout)
+    assert after["rollback_window"]["state"] == "finished" and after["finished"]
+    refused = sandbox.cli("rollback")
+    assert refused.returncode == 2 and "no rollback window open" in refused.stderr
