@@ -148,7 +148,7 @@ def assert_rolled_back(sandbox: Sandbox, workload: Any, first_id: int, *, writes
     if writes_after:
         differing = [
             i for i, row in on_target.items()
-            if i not in on_source or on_source[i] != row and on_source[i][1] <= row[1]
+            if i not in on_source or (on_source[i] != row and on_source[i][1] <= row[1])
         ]
     else:
         differing = [i for i, row in on_target.items() if on_source.get(i) != row]
