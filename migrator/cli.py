@@ -515,11 +515,12 @@ def skip_step(config_path: str, number: int, reason: str) -> None:
 @click.option("--rate", default=50.0, show_default=True, help="workload transactions per second")
 @click.option("--keep", is_flag=True, help="leave the sandbox servers running")
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
-def demo(config_path: str, scale: int, rate: float, keep: bool, as_json: bool) -> None:
+@click.option("--rollback", "with_rollback", is_flag=True, help="then roll back to the source after writes on the target")
+def demo(config_path: str, scale: int, rate: float, keep: bool, as_json: bool, with_rollback: bool) -> None:
     """The embedded default: a whole migration between local servers under a live write workload."""
     from migrator.demo import run_demo
 
-    report = run_demo(Path(config_path), scale=scale, rate=rate, keep=keep)
+    report = run_demo(Path(config_path), scale=scale, rate=rate, keep=keep, rollback=with_rollback)
     _emit(report.as_dict(), as_json, lambda _d: click.echo(report.render()))
     sys.exit(EXIT_OK if report.ok else EXIT_STEP_FAILED)
 

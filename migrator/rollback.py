@@ -22,6 +22,7 @@ import subprocess
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from migrator import source_sessions
 from migrator.clock import Clock, poll_until
 from migrator.config import Config
 from migrator.endpoint import Endpoint
@@ -41,7 +42,7 @@ from migrator.mysql.positions import (
 )
 from migrator.mysql.replication import replication_status
 from migrator.mysql.schema import base_tables
-from migrator.mysql.session import MySQLSession, quote_identifier
+from migrator.mysql.session import MySQLSession, error_code, quote_identifier
 from migrator.platforms.local_server import find_binary
 from migrator.ports import DnsProvider, DnsRecord
 from migrator.tools.binlog_text import Transaction, parse, statement_tables
@@ -223,6 +224,29 @@ def _read_only(endpoint: Endpoint) -> bool:
         return str(s.variable("read_only")).upper() in ("ON", "1")
 
 
+_PHASES = ("pausing", "catching-up", "verified", "dns-back", "source-writable", "done")
+
+
+def _reached(progress: dict[str, Any], phase: str) -> bool:
+    current = progress.get("phase")
+    return current in _PHASES and _PHASES.index(current) >= _PHASES.index(phase)
+
+
+class _TargetKiller:
+    """After a rollback the target is the old server: pooled sessions there are ended with KILL."""
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+
+    def kill_session(self, thread_id: int) -> None:
+        with MySQLSession(self.endpoint) as s:
+            try:
+                s.execute("KILL CONNECTION %s", (int(thread_id),))
+            except Exception as exc:
+                if error_code(exc) != 1094:  # unknown thread: it left by itself meanwhile
+                    raise
+
+
 def rollback(
     config: Config,
     journal: Journal,
@@ -237,24 +261,82 @@ def rollback(
     window = journal.fact(WINDOW) or {}
     state = window.get("state")
     progress: dict[str, Any] = dict(journal.fact(ROLLBACK) or {})
-    if state == "rolled_back":
+    if state == "rolled_back" and progress.get("phase") == "done":
         return progress
-    if state != "open":
+    if state not in ("open", "rolled_back"):
         raise BadInput(
             "there is no rollback window open"
             + (f" (it is {state})" if state else " (step 14 has not run)"),
             hint="the window opens when step 14 resumes writes on the target and closes at `migrator finish`",
         )
-    cut = config.cutover
 
     def save(**changes: Any) -> None:
         progress.update(changes)
         journal.put_fact(ROLLBACK, progress)
 
+    if not _reached(progress, "verified"):
+        _pause_catch_up_verify(
+            config, journal, platform=platform, clock=clock, progress=progress, save=save, log=log, crash=crash
+        )
+    if not _reached(progress, "dns-back"):
+        _dns_back(config, journal, dns=dns, clock=clock, progress=progress, save=save)
+        crash("rollback.after_dns")
+    if not _reached(progress, "source-writable"):
+        # The source stands alone again and takes the writes.
+        platform.stop_reverse_replication()
+        crash("rollback.after_replication_stopped")
+        cut = config.cutover
+        if cut.read_only:
+            platform.set_source_read_only(False)
+        run_hook(cut.resume_hook, {"source_host": config.source.host, "source_port": str(config.source.port),
+                                   "event": "rollback-resume"}, timeout=cut.hook_timeout_seconds)
+        resumed_at = clock.now()
+        pause = round(resumed_at - float(progress["paused_at"]), 3)
+        save(phase="source-writable", resumed_at=resumed_at, write_pause_seconds=pause)
+        journal.put_fact(WINDOW, {**window, "state": "rolled_back", "closed_at": resumed_at})
+        log.info("rollback.writes_resumed", on=config.source.describe(), write_pause_seconds=pause)
+    # Pools still connected to the target would keep reading the paused target: the same grace, then KILL.
+    migration_users = frozenset(u for u in (config.target.user, config.rollback.user) if u)
+
+    def listed() -> list[source_sessions.SourceSession]:
+        with MySQLSession(config.target) as t:
+            return source_sessions.application_sessions(t, migration_users=migration_users)
+
+    tail = source_sessions.drain(
+        listed,
+        _TargetKiller(config.target),
+        source_sessions.ConnectionTail(
+            switched_at=float(progress["dns_back_at"]), grace_seconds=config.cutover.connection_grace_seconds
+        ),
+        now=clock.now,
+        sleep=clock.sleep,
+        log=log,
+    )
+    save(phase="done", connection_tail=tail.as_fact())
+    journal.event("rollback.done", None, write_pause_seconds=progress["write_pause_seconds"],
+                  verified_rows=progress.get("verified_rows"))
+    log.info("rollback.done", write_pause_seconds=progress["write_pause_seconds"],
+             rows=progress.get("verified_rows"), target_sessions_ended=tail.ended_by_force)
+    return progress
+
+
+def _pause_catch_up_verify(
+    config: Config,
+    journal: Journal,
+    *,
+    platform: ReversePlatform,
+    clock: Clock,
+    progress: dict[str, Any],
+    save: Callable[..., None],
+    log: Any,
+    crash: Callable[[str], None],
+) -> None:
+    cut = config.cutover
     # 1. Pause writes on the target.
     if progress.get("paused_at") is None:
         save(paused_at=clock.now(), phase="pausing")
         journal.event("rollback.begin", None)
+        log.info("rollback.begin")
     run_hook(cut.pause_hook, {"target_host": config.target.host, "target_port": str(config.target.port),
                               "event": "rollback-pause"}, timeout=cut.hook_timeout_seconds)
     _set_read_only(config.target, True)
@@ -265,27 +347,28 @@ def rollback(
         head = source_head(t, target_flavour)
     save(phase="catching-up", target_head=list(head))
     platform.ensure_reverse_replication_running()
-    last: list[dict[str, Any]] = []
+    last: list[list[Any]] = []
 
     def caught_up() -> bool:
         with MySQLSession(config.source) as s:
             status = replication_status(s, "source (rollback window)")
         if status is None:
             raise StepFailed("the source no longer replicates from the target: the rollback window was closed")
-        last[:] = [{"applied": [status.coordinates.file, status.coordinates.position]}]
+        last[:] = [[status.coordinates.file, status.coordinates.position]]
         return position_key((status.coordinates.file, status.coordinates.position)) >= position_key(head)
 
     if not poll_until(clock, caught_up, deadline=clock.now() + config.rollback.catchup_timeout_seconds,
                       interval=0.1):
         raise StepFailed(
             f"the source did not reach the target's head {head} within {config.rollback.catchup_timeout_seconds} s "
-            f"(it applied {last[0]['applied'] if last else 'nothing'}); writes stay paused on the target",
+            f"(it applied {last[0] if last else 'nothing'}); writes stay paused on the target",
             hint="see SHOW SLAVE STATUS on the source; `migrator rollback` again continues, or SET GLOBAL "
             "read_only=OFF on the target to stay on it",
         )
     crash("rollback.after_catchup")
     # 3. Prove the rows changed since the switch equal on both sides.
-    start = tuple(journal.fact(REVERSE_START) or window["from"])
+    window = journal.fact(WINDOW) or {}
+    start = journal.fact(REVERSE_START) or window["from"]
     written = tables_written_on_target(config, target_flavour, (str(start[0]), int(start[1])), head)
     schemas = set(config.migration.schemas)
     with MySQLSession(config.source) as s:
@@ -307,12 +390,22 @@ def rollback(
     save(phase="verified", verified_tables=[f"{t.schema}.{t.name}" for t in tables],
          verified_rows=report.rows, all_tables=written is None)
     crash("rollback.after_verify")
-    # 4. Point DNS back at the source.
+
+
+def _dns_back(
+    config: Config,
+    journal: Journal,
+    *,
+    dns: DnsProvider,
+    clock: Clock,
+    progress: dict[str, Any],
+    save: Callable[..., None],
+) -> None:
     original = journal.fact("dns_original") or {}
     back_to = str(original.get("value") or "")
     if not back_to:
         raise StepFailed("the DNS record's original value was not journaled (step 1): cannot point it back")
-    dns_started = clock.now()
+    started = clock.now()
     record = dns.read(config.dns.record)
     change = progress.get("dns_change")
     if record.value != back_to or change is None:
@@ -321,22 +414,7 @@ def rollback(
     if not poll_until(clock, lambda: dns.in_sync(change), deadline=clock.now() + 600, interval=1.0):
         raise StepFailed(f"the DNS change {change} back to {back_to} did not get in sync within 600 s",
                          hint="`migrator rollback` again waits for it")
-    save(phase="dns-back", dns_seconds=round(clock.now() - dns_started, 3))
-    crash("rollback.after_dns")
-    # 5. The source stands alone again and takes the writes.
-    platform.stop_reverse_replication()
-    crash("rollback.after_replication_stopped")
-    if cut.read_only:
-        platform.set_source_read_only(False)
-    run_hook(cut.resume_hook, {"source_host": config.source.host, "source_port": str(config.source.port),
-                               "event": "rollback-resume"}, timeout=cut.hook_timeout_seconds)
-    resumed_at = clock.now()
-    pause = round(resumed_at - float(progress["paused_at"]), 3)
-    save(phase="done", resumed_at=resumed_at, write_pause_seconds=pause)
-    journal.put_fact(WINDOW, {**window, "state": "rolled_back", "closed_at": resumed_at})
-    journal.event("rollback.done", None, write_pause_seconds=pause, verified_rows=report.rows)
-    log.info("rollback.done", write_pause_seconds=pause, tables=len(tables), rows=report.rows)
-    return progress
+    save(phase="dns-back", dns_seconds=round(clock.now() - started, 3), dns_back_at=clock.now())
 
 
 # --- finish ----------------------------------------------------------------------------------------

@@ -195,7 +195,7 @@ def test_rollback_brings_every_write_made_on_the_target_back_to_the_source(sandb
     assert rows(sandbox.source, "SHOW DATABASES LIKE '\\_migrator'") == []
 
 
-@pytest.mark.parametrize("point", ["rollback.after_catchup", "rollback.after_dns"])
+@pytest.mark.parametrize("point", ["rollback.after_catchup", "rollback.after_dns", "rollback.after_replication_stopped"])
 def test_rollback_killed_mid_way_finishes_when_run_again(sandbox: Sandbox, point: str) -> None:
     workload = run_with_writes_on_target(sandbox)
     first_target_id = max(ledger(sandbox.target)) - 30
