@@ -516,7 +516,9 @@ def skip_step(config_path: str, number: int, reason: str) -> None:
 @click.option("--keep", is_flag=True, help="leave the sandbox servers running")
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
 @click.option("--rollback", "with_rollback", is_flag=True, help="then roll back to the source after writes on the target")
-def demo(config_path: str, scale: int, rate: float, keep: bool, as_json: bool, with_rollback: bool) -> None:
+def demo(  # noqa: PLR0917 - one parameter per click option
+    config_path: str, scale: int, rate: float, keep: bool, as_json: bool, with_rollback: bool
+) -> None:
     """The embedded default: a whole migration between local servers under a live write workload."""
     from migrator.demo import run_demo
 
