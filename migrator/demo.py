@@ -94,10 +94,11 @@ class DemoReport:
             )
         if self.pool:
             p = self.pool
+            path = " -> ".join(p["path"])
             lines.append(
-                f"  pool:      a pooled connection opened to {p['first_server']} before the cut-over was ended "
-                f"{p['ended']} time(s) ({p['ended_after_s']} s after it opened) and reconnected to "
-                f"{p['last_server']} ({p['queries_by_server']})"
+                f"  pool:      one pooled connection, opened before the cut-over and kept: {path}; ended "
+                f"{p['ended']} time(s) by the migrator, each time it reconnected through DNS "
+                f"(queries per server: {p['queries_by_server']})"
             )
         v = f.get("verification") or {}
         if v:
@@ -114,6 +115,11 @@ class DemoReport:
             )
         if self.rollback:
             r = self.rollback
+            back = (f.get("rollback") or {}).get("connection_tail") or {}
+            lines.append(
+                f"  back:      DNS back to the source in {(f.get('rollback') or {}).get('dns_seconds', 0):.2f} s; "
+                f"{back.get('ended_by_force', 0)} pooled session(s) left on the target ended after the grace"
+            )
             lines.append(
                 f"  rollback:  writes paused {r.get('write_pause_seconds', 0):.2f} s; {r.get('verified_rows')} rows of "
                 f"{', '.join(r.get('verified_tables', []))} written on the target verified equal on the source; "
@@ -202,6 +208,7 @@ def run_demo(
     )
     pool = PooledReader(config.dns.file, config.dns.record, APP_USER, Secret(APP_PASSWORD))
     source_address = f"127.0.0.1:{source.port}"
+    roles = {source_address: "source", config.dns.target_value: "target"}
     try:
         workload.start()
         pool.start()
@@ -228,7 +235,8 @@ def run_demo(
             "last_server": pool_stats.last_server,
             "ended": pool_stats.ended,
             "ended_after_s": None if pool_stats.ended_after_s is None else round(pool_stats.ended_after_s, 1),
-            "queries_by_server": pool_stats.queries_by_server,
+            "queries_by_server": {roles.get(k, k): v for k, v in pool_stats.queries_by_server.items()},
+            "path": [f"{roles.get(k, k)} ({k})" for k in pool_stats.servers],
         }
         ro = Journal.open_readonly(config.journal_path)
         report.facts = ro.facts()

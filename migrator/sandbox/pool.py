@@ -31,6 +31,7 @@ class PoolStats:
     ended: int  # times the server ended the pooled connection
     ended_after_s: float | None  # from start() until the first time it was ended
     queries_by_server: dict[str, int]
+    servers: tuple[str, ...]  # the servers its connections went to, in order
 
 
 class PooledReader:
@@ -51,6 +52,7 @@ class PooledReader:
         self._ended = 0
         self._started = 0.0
         self._ended_after: float | None = None
+        self._servers: list[str] = []
 
     def _connect(self) -> None:
         host, port = resolve(self.dns_path, self.record)
@@ -58,6 +60,8 @@ class PooledReader:
         self._server = f"{host}:{port}"
         if self._first is None:
             self._first = self._server
+        with self._lock:
+            self._servers.append(self._server)
 
     def start(self) -> None:
         self._started = time.monotonic()
@@ -105,4 +109,5 @@ class PooledReader:
                 ended=self._ended,
                 ended_after_s=self._ended_after,
                 queries_by_server=dict(self._by_server),
+                servers=tuple(self._servers),
             )
