@@ -135,15 +135,18 @@ def drain(
     """
     deadline = tail.switched_at + tail.grace_seconds
     ended: Counter[str] = Counter(tail.ended_by_account)
+    seen_any = bool(tail.at_switch) or bool(ended)
     while True:
         if on_poll is not None:
             on_poll()
         sessions = list_sessions()
         current = now()
         if not sessions:
-            tail.last_left_at = current
+            # None at the switch and none since: there was no tail (not the time until our first look).
+            tail.last_left_at = current if seen_any else tail.switched_at
             tail.remaining = {}
             break
+        seen_any = True
         if current >= deadline + give_up_after:
             tail.remaining = by_account(sessions)
             if log is not None:

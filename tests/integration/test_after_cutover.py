@@ -222,3 +222,35 @@ def test_finish_closes_the_window_and_restores_the_source(sandbox: Sandbox) -> N
     assert after["rollback_window"]["state"] == "finished" and after["finished"]
     refused = sandbox.cli("rollback")
     assert refused.returncode == 2 and "no rollback window open" in refused.stderr
+
+
+def test_a_stray_write_during_the_grace_period_is_journaled_by_the_run_itself(
+    make_server: MakeServer, tmp_path: Path
+) -> None:
+    sandbox = make_sandbox(make_server, tmp_path, cutover={"connection_grace_seconds": 4})
+    try:
+        pooled = pooled_connection(sandbox)  # holds step 14 in its grace period
+        run = sandbox.popen("run")
+        deadline = time.monotonic() + 120
+        while resolve(sandbox.dns_file, RECORD) != ("127.0.0.1", sandbox.target.port):
+            assert run.poll() is None and time.monotonic() < deadline, "the run ended before the switch"
+            time.sleep(0.02)
+        sandbox.source.execute("UPDATE shop.customers SET notes = 'during the grace' WHERE id = 2")
+        _out, err = run.communicate(timeout=120)
+        assert run.returncode == EXIT_OK, err[-3000:]
+        (alarm,) = facts(sandbox)["stray_writes"]
+        assert alarm["tables"] == ["shop.customers"] and alarm["server_id"] == 1
+        assert "during the grace" in (alarm["statement"] or "")  # MariaDB's Annotate_rows event
+        pooled.close()
+    finally:
+        stop_local_replicas(sandbox)
+
+
+def test_plan_lists_what_the_window_and_the_session_tail_need(sandbox: Sandbox) -> None:
+    result = sandbox.cli("plan")
+    assert result.returncode == EXIT_OK, result.stderr
+    text = result.stdout
+    assert "REPLICATION SLAVE" in text and "CHANGE MASTER TO + START SLAVE on the source" in text
+    assert f"must reach the target at 127.0.0.1:{sandbox.target.port}" in text
+    assert f"give the application's sessions on the source {GRACE} s" in text and "KILL CONNECTION" in text
+    assert "streamer keeps reading the source" in text
