@@ -18,6 +18,11 @@ def cleanup(config: Config, *, confirm: bool, abandon: bool, log: Any) -> list[s
         ran = {row.number: row.status for row in journal.steps()}.get(14) == "done"
     finally:
         journal.close()
+    if (facts.get("rollback_window") or {}).get("state") == "open":
+        raise BadInput(
+            "the rollback window is open: the source still replicates from the target",
+            hint="`migrator finish` ends it (or `migrator rollback` goes back to the source); then cleanup",
+        )
     if not finished and not abandon:
         raise BadInput(
             "the migration has not finished: the snapshot and the retained binlogs may still be needed"

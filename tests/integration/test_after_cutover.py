@@ -254,3 +254,57 @@ def test_plan_lists_what_the_window_and_the_session_tail_need(sandbox: Sandbox) 
     assert f"must reach the target at 127.0.0.1:{sandbox.target.port}" in text
     assert f"give the application's sessions on the source {GRACE} s" in text and "KILL CONNECTION" in text
     assert "streamer keeps reading the source" in text
+
+
+def test_a_target_without_binlog_stops_the_switch_with_a_way_out(make_server: MakeServer, tmp_path: Path) -> None:
+    from migrator import rollback
+    from migrator.errors import StepFailed
+
+    sandbox = make_sandbox(make_server, tmp_path)
+    no_binlog = make_server("target-nobinlog", 8, log_bin=False)
+    config = sandbox.config()
+    from dataclasses import replace
+
+    from tests.conftest import admin_endpoint
+
+    config = replace(config, target=admin_endpoint(no_binlog))
+    with pytest.raises(StepFailed) as exc:
+        rollback.note_reverse_start(config)
+    assert "binary logging off" in exc.value.message and "enabled = false" in (exc.value.hint or "")
+
+
+def test_events_replicated_back_from_the_target_are_not_stray(make_server: MakeServer) -> None:
+    """With log_slave_updates (RDS MySQL's default) the target's events reach the source's binlog: they carry
+    the target's server id and are skipped; the source's own write is the only alarm."""
+    from migrator import source_watch
+    from migrator.mysql.flavour import MARIADB_10_11
+    from tests.conftest import admin_endpoint
+
+    source = make_server("src", 11, extra_args=("--log-slave-updates",))
+    target = make_server("tgt", 12)
+    for server in (source, target):
+        server.execute("CREATE DATABASE IF NOT EXISTS shop", "CREATE TABLE shop.t (id INT PRIMARY KEY, v INT)")
+    since = tuple(rows(source, "SHOW MASTER STATUS")[0][:2])
+    head = rows(target, "SHOW MASTER STATUS")[0]
+    source.execute(
+        f"CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={target.port}, MASTER_USER='admin', "
+        f"MASTER_PASSWORD='admin-Secret#1', MASTER_LOG_FILE='{head[0]}', MASTER_LOG_POS={head[1]}, MASTER_USE_GTID=no",
+        "START SLAVE",
+    )
+    target.execute("INSERT INTO shop.t VALUES (1, 1), (2, 2)")
+    deadline = time.monotonic() + 30
+    while rows(source, "SELECT COUNT(*) FROM shop.t") != [(2,)]:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    source.execute("INSERT INTO shop.t VALUES (3, 3)")
+    found = source_watch.scan_source(
+        admin_endpoint(source), MARIADB_10_11, (str(since[0]), int(since[1])), ["shop"],
+        secrets_dir=Path(source.datadir).parent / "run",
+    )
+    assert [w.server_id for w in found] == [12, 11]
+    only = source_watch.scan_source(
+        admin_endpoint(source), MARIADB_10_11, (str(since[0]), int(since[1])), ["shop"],
+        secrets_dir=Path(source.datadir).parent / "run", ignore_server_ids=frozenset({12}),
+    )
+    assert [(w.server_id, w.tables) for w in only] == [(11, ("shop.t",))]
+    assert "VALUES (3, 3)" in (only[0].statement or "")
