@@ -193,6 +193,12 @@ def _after_cutover_lines(facts: dict[str, Any]) -> list[str]:
         )
         if tail.get("remaining"):
             lines.append(f"STILL ON THE SOURCE: {tail['remaining']}")
+    shared = facts.get("migration_account_sessions_at_switch")
+    if shared:
+        lines.append(
+            f"not ended: sessions of the migration's own account on the source at the switch ({shared}); if the "
+            "application shares that account, end them yourself"
+        )
     window = facts.get("rollback_window") or {}
     if window.get("state") == "open":
         lines.append(f"rollback window: open since the switch (source follows the target via {window.get('via')}); "

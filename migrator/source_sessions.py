@@ -57,6 +57,16 @@ def _host(raw: str | None) -> str:
 
 def application_sessions(session: MySQLSession, *, migration_users: frozenset[str]) -> list[SourceSession]:
     """Sessions on the source that belong to the application (needs PROCESS to see other users')."""
+    return _sessions(session, migration_users=migration_users, ours=False)
+
+
+def migration_account_sessions(session: MySQLSession, *, migration_users: frozenset[str]) -> list[SourceSession]:
+    """Client sessions of the migration's own account other than this one and the binlog streamer: never
+    ended, but counted, because an application that shares the account cannot be told apart from us."""
+    return _sessions(session, migration_users=migration_users, ours=True)
+
+
+def _sessions(session: MySQLSession, *, migration_users: frozenset[str], ours: bool) -> list[SourceSession]:
     own = int(session.value("SELECT CONNECTION_ID()"))
     rows = session.dicts(
         "SELECT ID, USER, HOST, COMMAND, TIME, DB FROM information_schema.PROCESSLIST ORDER BY ID"
@@ -65,7 +75,7 @@ def application_sessions(session: MySQLSession, *, migration_users: frozenset[st
     for r in rows:
         user = str(r["USER"] or "")
         command = str(r["COMMAND"] or "")
-        if int(r["ID"]) == own or user in NEVER_ENDED_USERS or user in migration_users:
+        if int(r["ID"]) == own or user in NEVER_ENDED_USERS or (user in migration_users) != ours:
             continue
         if command in NEVER_ENDED_COMMANDS:
             continue

@@ -35,6 +35,8 @@ def describe(config: Config) -> str:
             + (f" and create {user}@{config.rollback.user_host} with REPLICATION SLAVE on the target"
                if config.rollback.user else f" (the source will replicate as {user}, which needs REPLICATION SLAVE)")
             + f"; the source must reach the target at {host}:{port}"
+            + ("; RDS for MySQL 8.4's caching_sha2_password replication needs [rollback] ssl = true"
+               if config.rds and not config.rollback.ssl else "")
         )
     return (
         f"point {config.dns.record} at {config.dns.target_value} (TTL {config.dns.ttl} s): {how}{confirm}{window}; "
@@ -100,8 +102,10 @@ def run(ctx: StepContext) -> dict[str, Any]:
         )
     switched_at = ctx.clock.now()
     dns_seconds = round(switched_at - float(ctx.fact("dns_switch_started_at")), 3)
+    ours = frozenset({ctx.config.source.user})
     with ctx.source() as s:
-        left = source_sessions.application_sessions(s, migration_users=frozenset({ctx.config.source.user}))
+        left = source_sessions.application_sessions(s, migration_users=ours)
+        shared = source_sessions.migration_account_sessions(s, migration_users=ours)
     at_switch = source_sessions.by_account(left)
     ctx.log.info("dns.switched", record=cfg.record, value=cfg.target_value, seconds=dns_seconds,
                  source_sessions=at_switch)
@@ -110,4 +114,6 @@ def run(ctx: StepContext) -> dict[str, Any]:
         "switched_at": switched_at,
         "dns_switch_seconds": dns_seconds,
         "sessions_at_switch": at_switch,
+        # Not ended: the migration account's other sessions (an application sharing it cannot be told apart).
+        "migration_account_sessions_at_switch": source_sessions.by_account(shared),
     }

@@ -17,7 +17,7 @@ from migrator.errors import EXIT_OK, EXIT_STEP_FAILED
 from migrator.journal import Journal
 from migrator.platforms.local_server import LocalServer
 from migrator.sandbox.dataset import APP_USER
-from tests.conftest import MakeServer
+from tests.conftest import ADMIN_PASSWORD, ADMIN_USER, MakeServer
 from tests.harness import APP_PASSWORD, RECORD, Sandbox, make_sandbox, stop_local_replicas
 
 GRACE = 2
@@ -77,8 +77,14 @@ def rows(server: LocalServer, sql: str) -> list[tuple[Any, ...]]:
 def test_pooled_connection_is_ended_after_the_grace_period_and_reconnects_to_the_target(sandbox: Sandbox) -> None:
     pooled = pooled_connection(sandbox)
     assert served_by(pooled) == sandbox.source.port
+    ours = pymysql.connect(host="127.0.0.1", port=sandbox.source.port, user=ADMIN_USER, password=ADMIN_PASSWORD)
     result = sandbox.cli("run")
     assert result.returncode == EXIT_OK, result.stderr[-3000:]
+    # A session of the migration's own account is never ended, only counted.
+    assert served_by(ours) == sandbox.source.port
+    ours.close()
+    assert facts(sandbox)["migration_account_sessions_at_switch"] == {f"{ADMIN_USER}@127.0.0.1": 1}
+    assert "not ended: sessions of the migration's own account" in result.stdout
     port, was_ended = query_through_pool(sandbox, pooled)
     assert was_ended, "the pooled connection to the source was still alive after the cut-over"
     assert port == sandbox.target.port
