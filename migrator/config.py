@@ -130,6 +130,7 @@ class RollbackSettings:
     target_port: int = 0
     ssl: bool = False  # rds_set_external_master/_source's ssl_encryption argument
     catchup_timeout_seconds: int = 300
+    start_timeout_seconds: int = 30  # for the source's replication threads to connect when the window opens
 
 
 @dataclass(frozen=True)
@@ -460,6 +461,7 @@ def parse(data: Mapping[str, Any], file: Path) -> Config:
         target_port=w.positive("target_port", 0, allow_zero=True),
         ssl=w.get("ssl", bool, False),
         catchup_timeout_seconds=w.positive("catchup_timeout_seconds", 300),
+        start_timeout_seconds=w.positive("start_timeout_seconds", 30),
     )
     if rollback.target_port > 65535:
         raise ConfigError(f"{file}: rollback.target_port must be 0-65535, got {rollback.target_port}")

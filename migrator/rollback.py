@@ -110,8 +110,38 @@ def source_to_target(config: Config) -> tuple[str, int]:
     return r.target_host or config.target.host, r.target_port or config.target.port
 
 
-def open_window(config: Config, journal: Journal, platform: ReversePlatform, *, now: float, log: Any) -> dict[str, Any]:
+def _wait_replicating(config: Config, clock: Clock) -> None:
+    """START SLAVE returns before the IO thread connects: a window that cannot connect must not be called open."""
+    last: list[str] = []
+
+    def running() -> bool:
+        with MySQLSession(config.source) as s:
+            rows = s.dicts(_flavour(s).replica_status_sql)
+            flavour = _flavour(s)
+        if not rows:
+            last[:] = ["no replication configured"]
+            return False
+        io, sql = flavour.replica_threads_running(rows[0])
+        last[:] = [flavour.replica_error(rows[0]) or f"IO running {io}, SQL running {sql}"]
+        if not sql and flavour.replica_error(rows[0]):
+            raise StepFailed(f"the reverse replication (target -> source) stopped: {last[0]}")
+        return io and sql
+
+    if not poll_until(clock, running, deadline=clock.now() + config.rollback.start_timeout_seconds, interval=0.2):
+        host, port = source_to_target(config)
+        raise StepFailed(
+            f"writes run on the target, but the rollback window did not open: the source could not replicate "
+            f"from the target at {host}:{port} within {config.rollback.start_timeout_seconds} s ({last[0] if last else '?'})",
+            hint="let the source reach the target ([rollback] target_host/target_port, security groups) with an "
+            "account that has REPLICATION SLAVE, then `migrator run`; or [rollback] enabled = false",
+        )
+
+
+def open_window(
+    config: Config, journal: Journal, platform: ReversePlatform, *, clock: Clock, log: Any
+) -> dict[str, Any]:
     """Start the reverse replication from the position noted at the switch (idempotent)."""
+    now = clock.now()
     window = journal.fact(WINDOW)
     if not config.rollback.enabled:
         window = window or {"state": "disabled"}
@@ -130,6 +160,7 @@ def open_window(config: Config, journal: Journal, platform: ReversePlatform, *, 
         host=host, port=port, user=user, password=password, log_file=str(start[0]), log_pos=int(start[1]),
         ssl=config.rollback.ssl,
     )
+    _wait_replicating(config, clock)
     window = {"state": "open", "opened_at": now, "from": list(start), "via": f"{user}@{host}:{port}"}
     journal.put_fact(WINDOW, window, step=14)
     journal.event("rollback_window.opened", 14, start=list(start), via=window["via"])

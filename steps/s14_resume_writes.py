@@ -83,7 +83,7 @@ def run(ctx: StepContext) -> dict[str, Any]:
 
 def _after_resume(ctx: StepContext) -> dict[str, Any]:
     """Open the rollback window, then settle the sessions left on the source; watch it for stray writes."""
-    window = rollback.open_window(ctx.config, ctx.journal, ctx.platform, now=ctx.clock.now(), log=ctx.log)  # type: ignore[arg-type]
+    window = rollback.open_window(ctx.config, ctx.journal, ctx.platform, clock=ctx.clock, log=ctx.log)  # type: ignore[arg-type]
     switched_at = float(ctx.fact("switched_at"))
     tail = source_sessions.ConnectionTail(
         switched_at=switched_at,

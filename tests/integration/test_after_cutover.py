@@ -314,3 +314,26 @@ def test_events_replicated_back_from_the_target_are_not_stray(make_server: MakeS
     )
     assert [(w.server_id, w.tables) for w in only] == [(11, ("shop.t",))]
     assert "VALUES (3, 3)" in (only[0].statement or "")
+
+
+def test_a_window_that_cannot_open_fails_step_14_loudly_and_a_fixed_config_resumes(
+    make_server: MakeServer, tmp_path: Path
+) -> None:
+    from migrator.platforms.local_server import free_port
+
+    closed = free_port()
+    sandbox = make_sandbox(make_server, tmp_path, rollback={"target_port": closed, "start_timeout_seconds": 3})
+    try:
+        failed = sandbox.cli("run")
+        assert failed.returncode == EXIT_STEP_FAILED
+        assert "writes run on the target, but the rollback window did not open" in failed.stderr, failed.stderr
+        assert f"127.0.0.1:{closed}" in failed.stderr
+        assert rows(sandbox.target, "SELECT @@global.read_only") == [(0,)]  # the application is not held up
+        text = sandbox.config_path.read_text().replace(f"target_port = {closed}\n", "")
+        sandbox.config_path.write_text(text)
+        done = sandbox.cli("run")
+        assert done.returncode == EXIT_OK, done.stderr[-3000:]
+        assert facts(sandbox)["rollback_window"]["state"] == "open"
+        assert rows(sandbox.source, "SHOW SLAVE STATUS")[0][10:12] == ("Yes", "Yes")
+    finally:
+        stop_local_replicas(sandbox)
