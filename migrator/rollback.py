@@ -244,6 +244,15 @@ class Crash:
             os.kill(os.getpid(), signal.SIGKILL)
 
 
+SOURCE_READ_ONLY_BEFORE = "source_read_only_before"  # fact: the source's read_only before step 9 set it
+
+
+def source_was_read_only(journal: Journal) -> bool:
+    """The source's read_only before the pause. Step 9 sets it only on a source that took writes, so without
+    the fact (step 9 does not journal it yet) it was OFF."""
+    return bool(journal.fact(SOURCE_READ_ONLY_BEFORE) or False)
+
+
 def _set_read_only(endpoint: Endpoint, on: bool) -> None:
     with MySQLSession(endpoint) as s:
         for sql in _flavour(s).read_only_statements(on):
@@ -317,7 +326,7 @@ def rollback(
         platform.stop_reverse_replication()
         crash("rollback.after_replication_stopped")
         cut = config.cutover
-        if cut.read_only:
+        if cut.read_only and not source_was_read_only(journal):
             platform.set_source_read_only(False)
         run_hook(cut.resume_hook, {"source_host": config.source.host, "source_port": str(config.source.port),
                                    "event": "rollback-resume"}, timeout=cut.hook_timeout_seconds)
@@ -460,7 +469,7 @@ def finish(
         journal.put_fact(WINDOW, {**window, "state": "finished", "closed_at": now})
         lines.append("stopped the reverse replication (target -> source): the rollback window is closed")
     rolled_back = window.get("state") == "rolled_back"
-    if config.cutover.read_only and not rolled_back:
+    if config.cutover.read_only and not rolled_back and not source_was_read_only(journal):
         platform.set_source_read_only(False)
         lines.append("restored the source's read_only to OFF (its value before step 9)")
     previous = (journal.fact("binlog_retention_previous") or {}).get("hours")
