@@ -11,6 +11,7 @@ from typing import Any
 
 from migrator import rollback, source_sessions
 from migrator.config import Config
+from migrator.errors import StepFailed
 from migrator.ports import DnsRecord
 from migrator.step import Check, StepContext
 
@@ -61,6 +62,15 @@ def check(ctx: StepContext) -> Check:
 def _note_reverse_start(ctx: StepContext) -> None:
     if not ctx.config.rollback.enabled or ctx.journal.fact(rollback.REVERSE_START) is not None:
         return
+    with ctx.source() as s, ctx.target() as t:
+        ids = int(s.value("SELECT @@server_id")), int(t.value("SELECT @@server_id"))
+    if ids[0] == ids[1]:
+        # A replica skips events carrying its own server id: the window would silently replicate nothing.
+        raise StepFailed(
+            f"the source and the target both have server_id {ids[0]}: the rollback window's replication would "
+            "skip every write made on the target",
+            hint="give the target its own server_id (my.cnf, then restart it), or [rollback] enabled = false",
+        )
     rollback.ensure_replication_account(ctx.config)
     head = rollback.note_reverse_start(ctx.config)  # the target is read-only until step 14: nothing moves it
     ctx.put_fact(rollback.REVERSE_START, head.as_list())

@@ -337,3 +337,17 @@ def test_a_window_that_cannot_open_fails_step_14_loudly_and_a_fixed_config_resum
         assert rows(sandbox.source, "SHOW SLAVE STATUS")[0][10:12] == ("Yes", "Yes")
     finally:
         stop_local_replicas(sandbox)
+
+
+def test_a_target_with_the_source_server_id_is_refused_before_the_switch(
+    make_server: MakeServer, tmp_path: Path
+) -> None:
+    sandbox = make_sandbox(make_server, tmp_path)
+    try:
+        sandbox.target.execute("SET GLOBAL server_id = 1")
+        failed = sandbox.cli("run")
+        assert failed.returncode == EXIT_STEP_FAILED
+        assert "both have server_id 1" in failed.stderr, failed.stderr[-2000:]
+        assert resolve(sandbox.dns_file, RECORD) == ("127.0.0.1", sandbox.source.port)  # not switched
+    finally:
+        stop_local_replicas(sandbox)
