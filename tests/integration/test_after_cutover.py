@@ -351,3 +351,19 @@ def test_a_target_with_the_source_server_id_is_refused_before_the_switch(
         assert resolve(sandbox.dns_file, RECORD) == ("127.0.0.1", sandbox.source.port)  # not switched
     finally:
         stop_local_replicas(sandbox)
+
+
+def test_a_kill_at_the_end_of_step_14_keeps_the_pause_figure_and_the_window(sandbox: Sandbox) -> None:
+    pooled = pooled_connection(sandbox)
+    crashed = sandbox.cli("run", env={"MIGRATOR_CRASH_AT": "step.14.before_complete"})
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr[-2000:]
+    before = facts(sandbox)
+    assert before["rollback_window"]["state"] == "open" and before["connection_tail"]["ended_by_force"] == 1
+    done = sandbox.cli("run")
+    assert done.returncode == EXIT_OK, done.stderr[-3000:]
+    after = facts(sandbox)
+    assert after["write_pause_seconds"] == before["write_pause_seconds"]
+    assert after["rollback_window"] == before["rollback_window"]
+    assert after["connection_tail"] == before["connection_tail"]
+    assert rows(sandbox.source, "SHOW SLAVE STATUS")[0][10:12] == ("Yes", "Yes")
+    pooled.close()
