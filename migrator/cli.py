@@ -208,8 +208,9 @@ def _after_cutover_lines(facts: dict[str, Any]) -> list[str]:
     done = facts.get("rollback") or {}
     if done.get("phase") == "done":
         lines.append(
-            f"rollback: writes paused {done['write_pause_seconds']:.2f} s; {done.get('verified_rows', 0)} rows in "
-            f"{len(done.get('verified_tables', []))} table(s) written since the switch verified equal on the source"
+            f"rollback: writes paused {done['write_pause_seconds']:.2f} s; the {len(done.get('verified_tables', []))} "
+            f"table(s) written on the target since the switch ({done.get('verified_rows', 0)} rows compared) verified "
+            "equal on the source"
         )
     for w in facts.get("stray_writes") or []:
         from migrator.source_watch import from_fact
@@ -469,8 +470,8 @@ def rollback(config_path: str, verbose: bool) -> None:
     done = run_rollback(config, log=logsetup.get_logger(migration=config.migration.name), crash_points=crash)
     click.echo(
         f"rolled back: the application's DNS points at the source again; writes paused {done['write_pause_seconds']:.2f} s; "
-        f"{done.get('verified_rows', 0)} rows in {len(done.get('verified_tables', []))} table(s) written on the "
-        "target since the switch verified equal on the source"
+        f"the {len(done.get('verified_tables', []))} table(s) written on the target since the switch "
+        f"({done.get('verified_rows', 0)} rows compared) verified equal on the source"
     )
 
 

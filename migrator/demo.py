@@ -121,8 +121,9 @@ class DemoReport:
                 f"{back.get('ended_by_force', 0)} pooled session(s) left on the target ended after the grace"
             )
             lines.append(
-                f"  rollback:  writes paused {r.get('write_pause_seconds', 0):.2f} s; {r.get('verified_rows')} rows of "
-                f"{', '.join(r.get('verified_tables', []))} written on the target verified equal on the source; "
+                f"  rollback:  writes paused {r.get('write_pause_seconds', 0):.2f} s; the table(s) written on the target "
+                f"since the switch ({', '.join(r.get('verified_tables', []))}: {r.get('verified_rows')} rows compared) "
+                "equal on the source; "
                 f"{r.get('acknowledged')} acknowledged writes ({r.get('on_target')} of them on the target) all on "
                 f"the source afterwards: {r.get('verdict')}"
             )
