@@ -116,8 +116,8 @@ def _wait_replicating(config: Config, clock: Clock) -> None:
 
     def running() -> bool:
         with MySQLSession(config.source) as s:
-            rows = s.dicts(_flavour(s).replica_status_sql)
             flavour = _flavour(s)
+            rows = s.dicts(flavour.replica_status_sql)
         if not rows:
             last[:] = ["no replication configured"]
             return False
