@@ -113,6 +113,9 @@ class CutoverSettings:
     on_failure: str = "resume"
     # Refuse to freeze while a transaction on the source has been writing longer than this (0: no check).
     long_writer_seconds: int = 10
+    # After the DNS switch, application sessions still on the source get this long to leave by
+    # themselves (pools recycling, clients reconnecting through DNS); then they are ended.
+    connection_grace_seconds: int = 30
 
 
 @dataclass(frozen=True)
@@ -126,6 +129,24 @@ class DnsSettings:
     record_type: str = "CNAME"
     endpoint_url: str | None = None
     resolvers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RollbackSettings:
+    """The rollback window: from step 14 until `migrator finish` the old source replicates from the target."""
+
+    enabled: bool = True
+    # The account the source uses to read the target's binlog (REPLICATION SLAVE on the target). Empty:
+    # the target's migration account. Given: step 13 creates it on the target if missing.
+    user: str = ""
+    password: Secret = field(default_factory=lambda: Secret(""))
+    user_host: str = "%"
+    # How the SOURCE reaches the target (on RDS: an address inside the VPC); empty/0: target.host/port.
+    target_host: str = ""
+    target_port: int = 0
+    ssl: bool = False  # rds_set_external_master/_source's ssl_encryption argument
+    catchup_timeout_seconds: int = 300
+    start_timeout_seconds: int = 30  # for the source's replication threads to connect when the window opens
 
 
 @dataclass(frozen=True)
@@ -163,6 +184,7 @@ class Config:
     definers: DefinerSettings
     accounts: AccountSettings = AccountSettings()
     extra: Mapping[str, Any] = field(default_factory=dict)
+    rollback: RollbackSettings = field(default_factory=RollbackSettings)
 
     @property
     def workdir(self) -> Path:
@@ -199,6 +221,7 @@ class Config:
         data = asdict(self)
         for key in ("source", "target"):
             data[key]["password"] = "***"  # noqa: S105 - the mask, not a password
+        data["rollback"]["password"] = "***"  # noqa: S105 - the mask, not a password
         return data
 
 
@@ -332,6 +355,7 @@ def parse(data: Mapping[str, Any], file: Path) -> Config:
         "dns",
         "definers",
         "accounts",
+        "rollback",
     }
     unknown = sorted(set(data) - known)
     if unknown:
@@ -433,6 +457,7 @@ def parse(data: Mapping[str, Any], file: Path) -> Config:
         whole_table_checksums=u.get("whole_table_checksums", bool, True),
         on_failure=u.choice("on_failure", ON_FAILURE, "resume"),
         long_writer_seconds=u.positive("long_writer_seconds", 10, allow_zero=True),
+        connection_grace_seconds=u.positive("connection_grace_seconds", 30, allow_zero=True),
     )
     if not cutover.read_only and not cutover.pause_hook:
         raise ConfigError(
@@ -476,6 +501,26 @@ def parse(data: Mapping[str, Any], file: Path) -> Config:
     a = _Section(file, "accounts", data.get("accounts", {}))
     accounts = AccountSettings(include=a.strings("include"), exclude=a.strings("exclude"))
     a.finish()
+    w = _Section(file, "rollback", data.get("rollback", {}))
+    rollback = RollbackSettings(
+        enabled=w.get("enabled", bool, True),
+        user=w.get("user", str, ""),
+        password=_secret(w),
+        user_host=w.get("user_host", str, "%"),
+        target_host=w.get("target_host", str, ""),
+        target_port=w.positive("target_port", 0, allow_zero=True),
+        ssl=w.get("ssl", bool, False),
+        catchup_timeout_seconds=w.positive("catchup_timeout_seconds", 300),
+        start_timeout_seconds=w.positive("start_timeout_seconds", 30),
+    )
+    if rollback.target_port > 65535:
+        raise ConfigError(f"{file}: rollback.target_port must be 0-65535, got {rollback.target_port}")
+    if rollback.user and not rollback.password.reveal():
+        raise ConfigError(
+            f"{file}: rollback.user is set but no rollback.password / password_env / password_file",
+            hint="give the replication account a password, or leave rollback.user empty to use the target's account",
+        )
+    w.finish()
 
     return Config(
         path=file,
@@ -491,6 +536,7 @@ def parse(data: Mapping[str, Any], file: Path) -> Config:
         dns=dns,
         definers=definers,
         accounts=accounts,
+        rollback=rollback,
     )
 
 

@@ -1,4 +1,7 @@
-"""Step 11: stop streaming and applying; the target now holds the source's final position.
+"""Step 11: stop the applier; the target now holds the source's final position.
+
+The streamer keeps copying the source's binlog until `migrator finish`: anything written to a
+migrated schema there from now on is a stray write, raised as an alarm (migrator/source_watch.py).
 
 The target's AUTO_INCREMENT counters are raised to the paused source's (ids burned there by rolled-back
 inserts are not handed out again after the switch).
@@ -17,7 +20,7 @@ from typing import Any
 from migrator import cutover
 from migrator.config import Config
 from migrator.mysql import auto_increment, routines
-from migrator.services import APPLIER, STREAMER
+from migrator.services import APPLIER
 from migrator.step import Check, StepContext
 from steps import s12_routines
 
@@ -28,7 +31,8 @@ NEEDS: tuple[str, ...] = ("final_position",)
 
 def describe(config: Config) -> str:
     return (
-        "stop the binlog applier and the streamer (the archive stays on disk); refuse if an account seen "
+        "stop the binlog applier (the streamer keeps reading the source until `migrator finish`, so a write "
+        "to a migrated schema after the final position raises an alarm); refuse if an account seen "
         "connected to the source cannot log in to the target; raise the target's "
         "AUTO_INCREMENT counters to the paused source's (information_schema.TABLES); re-create any procedure, "
         "view, trigger or event changed on the source since step 12"
@@ -37,10 +41,9 @@ def describe(config: Config) -> str:
 
 def check(ctx: StepContext) -> Check:
     services = ctx.journal.services()
-    running = [n for n in (APPLIER, STREAMER) if services.get(n, ("stopped", None))[0] == "running"]
-    if running:
-        return Check(False, f"still running: {', '.join(running)}")
-    return Check(False, "streamer and applier stopped; definitions are compared afresh")
+    if services.get(APPLIER, ("stopped", None))[0] == "running":
+        return Check(False, "the applier is still running")
+    return Check(False, "applier stopped; definitions are compared afresh")
 
 
 def resync_definitions(ctx: StepContext) -> dict[str, Any]:
@@ -75,7 +78,6 @@ def resync_definitions(ctx: StepContext) -> dict[str, Any]:
 
 def run(ctx: StepContext) -> dict[str, Any]:
     ctx.services.stop(APPLIER)
-    ctx.services.stop(STREAMER)
     resync = resync_definitions(ctx)  # accounts refreshed first, then definitions
     with ctx.target() as t:  # before DNS moves: a failure here still gives the source its writes back
         cutover.refuse_missing_accounts(ctx.config, ctx.journal, t)

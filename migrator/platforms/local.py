@@ -19,7 +19,7 @@ from migrator.errors import StepFailed
 from migrator.mysql.flavour import Flavour, detect
 from migrator.mysql.heartbeat import SCHEMA as HEARTBEAT_SCHEMA
 from migrator.mysql.replication import replication_status
-from migrator.mysql.session import MySQLSession, quote_identifier
+from migrator.mysql.session import MySQLSession, error_code, quote_identifier
 from migrator.platforms.local_server import LocalServer, build_template, find_binary
 from migrator.ports import ReplicaHandle, ReplicaState, SnapshotCoordinates
 from migrator.tools.defaults_file import DefaultsFile
@@ -237,3 +237,41 @@ class LocalPlatform:
         for datadir in self.root.iterdir():
             if datadir.is_dir():
                 LocalServer(datadir, server_id=self.config.replica.server_id).stop()
+
+    # --- after the cut-over: sessions and the reverse replication (rollback window) -----------
+    def kill_session(self, thread_id: int) -> None:
+        """End one source session (KILL CONNECTION: needs SUPER or CONNECTION ADMIN for other users)."""
+        with self._source() as s:
+            try:
+                s.execute("KILL CONNECTION %s", (int(thread_id),))
+            except Exception as exc:
+                if error_code(exc) == 1094:  # unknown thread id: it left by itself meanwhile
+                    return
+                raise
+
+    def start_reverse_replication(
+        self, *, host: str, port: int, user: str, password: str, log_file: str, log_pos: int, ssl: bool
+    ) -> None:
+        """The old source follows the target from (log_file, log_pos): CHANGE MASTER + START SLAVE."""
+        with self._source() as s:
+            flavour = self._flavour(s)
+            s.execute(flavour.stop_replica_sql)
+            sql, args = flavour.change_source_sql(
+                host=host, port=port, user=user, password=password, log_file=log_file, log_pos=log_pos
+            )
+            if ssl:
+                sql += ", MASTER_SSL=1" if flavour.is_mariadb else ", SOURCE_SSL=1"
+            s.execute(sql, args)
+            s.execute(flavour.start_replica_sql)
+
+    def ensure_reverse_replication_running(self) -> None:
+        """START SLAVE again after a source restart (--skip-slave-start); a no-op while it runs."""
+        with self._source() as s:
+            s.execute(self._flavour(s).start_replica_sql)
+
+    def stop_reverse_replication(self) -> None:
+        """STOP SLAVE and forget the target (RESET SLAVE ALL); a no-op when none is configured."""
+        with self._source() as s:
+            flavour = self._flavour(s)
+            s.execute(flavour.stop_replica_sql)
+            s.execute(flavour.reset_replica_all_sql)

@@ -630,6 +630,49 @@ class RdsPlatform:
             if not marker:
                 return users
 
+    # --- after the cut-over: sessions and the reverse replication (rollback window) -----------
+    def kill_session(self, thread_id: int) -> None:
+        """End one source session: the master user has no CONNECTION_ADMIN, RDS gives mysql.rds_kill."""
+        with self._source_session() as s:
+            try:
+                _call_procedure(s, "CALL mysql.rds_kill(%s)", (int(thread_id),))
+            except pymysql.err.MySQLError as exc:
+                if exc.args and exc.args[0] == 1094:  # unknown thread id: it left by itself meanwhile
+                    return
+                raise
+
+    @staticmethod
+    def _external_source_procedures(flavour: Flavour) -> tuple[str, str]:
+        """(set, reset): RDS for MySQL 8.4 renamed the *_external_master procedures to *_external_source."""
+        if not flavour.is_mariadb and (flavour.major, flavour.minor) >= (8, 4):
+            return "mysql.rds_set_external_source", "mysql.rds_reset_external_source"
+        return "mysql.rds_set_external_master", "mysql.rds_reset_external_master"
+
+    def start_reverse_replication(
+        self, *, host: str, port: int, user: str, password: str, log_file: str, log_pos: int, ssl: bool
+    ) -> None:
+        """The source instance follows the target: rds_set_external_master/_source, rds_start_replication."""
+        with self._source_session() as s:
+            set_proc, _reset = self._external_source_procedures(self._flavour(s))
+            _call_procedure(
+                s,
+                f"CALL {set_proc}(%s, %s, %s, %s, %s, %s, %s)",
+                (host, int(port), user, password, log_file, int(log_pos), 1 if ssl else 0),
+            )
+            _call_procedure(s, "CALL mysql.rds_start_replication")
+        self.log.info("rds.reverse_replication_started", procedure=set_proc, file=log_file, position=log_pos)
+
+    def ensure_reverse_replication_running(self) -> None:
+        with self._source_session() as s:
+            _call_procedure(s, "CALL mysql.rds_start_replication")
+
+    def stop_reverse_replication(self) -> None:
+        with self._source_session() as s:
+            _reset_proc = self._external_source_procedures(self._flavour(s))[1]
+            _call_procedure(s, "CALL mysql.rds_stop_replication")
+            _call_procedure(s, f"CALL {_reset_proc}")
+        self.log.info("rds.reverse_replication_stopped", procedure=_reset_proc)
+
 
 def _refuse_shared_group(rds: RdsPlatform, group: str) -> None:
     s = rds.settings

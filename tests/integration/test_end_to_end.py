@@ -129,6 +129,9 @@ def test_full_migration_under_live_writes(sandbox: Sandbox) -> None:
     assert json.loads(sandbox.cli("status", "--json").stdout)["owner_pid"] is None
     # Cleanup is never automatic: a dry run changes nothing, --confirm removes the snapshot replica.
     replica_dir = sandbox.workdir / "replicas" / "test-snapshot"
+    # The rollback window stays open until `migrator finish`; cleanup needs it closed.
+    assert sandbox.cli("cleanup", "--confirm").returncode == EXIT_BAD_INPUT
+    assert sandbox.cli("finish").returncode == EXIT_OK
     dry = sandbox.cli("cleanup")
     assert dry.returncode == EXIT_OK and "would delete local replica test-snapshot" in dry.stdout
     assert replica_dir.exists()
