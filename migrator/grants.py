@@ -51,6 +51,9 @@ LOCAL = "platform local"
 RDS = "platform rds"
 READ_ONLY_SQL = "cutover.read_only on a source we reach directly (not RDS)"
 TARGET_BINLOG = "target logs binary logs and log_bin_trust_function_creators=OFF, schemas have triggers/routines"
+ROLLBACK = "[rollback] enabled (the default)"
+ROLLBACK_LOCAL = "platform local, [rollback] enabled (the default)"
+ROLLBACK_RDS = "platform rds, [rollback] enabled (the default)"
 FOREIGN_DEFINERS = "a view/routine/trigger/event keeps a DEFINER (existing on the target) other than the target account"
 
 
@@ -131,6 +134,19 @@ TABLE: tuple[Need, ...] = (
     Need("preflight, 11, 12", "source", "SELECT FROM mysql.user, SHOW CREATE USER and SHOW GRANTS FOR the "
          "application accounts and DEFINERs copied to the target", _same("SELECT"), _same("SELECT"),
          on=MYSQL_SCHEMA),
+    Need("14", "source", "KILL CONNECTION of application sessions left after the grace period",
+         _each("CONNECTION ADMIN", "SUPER"), _each("CONNECTION_ADMIN", "SUPER"), when=LOCAL),
+    Need("14", "source", "CALL mysql.rds_kill (application sessions left after the grace period)",
+         _same("EXECUTE"), _same("EXECUTE"), on=procedure("mysql.rds_kill"), when=RDS),
+    Need("14, rollback, finish", "source", "CHANGE MASTER TO / START SLAVE / STOP SLAVE / RESET SLAVE ALL "
+         "(the source follows the target during the rollback window)",
+         _each("REPLICATION SLAVE ADMIN", "SUPER"), _each("REPLICATION_SLAVE_ADMIN", "SUPER"), when=ROLLBACK_LOCAL),
+    Need("14, rollback", "source", "SHOW SLAVE STATUS (the rollback window's lag)",
+         _each("SLAVE MONITOR", "SUPER"), _each("REPLICATION CLIENT", "SUPER"), when=ROLLBACK_LOCAL),
+    Need("14, rollback", "source", "CALL mysql.rds_start_replication (rds_set_external_master on 8.0, "
+         "rds_set_external_source on 8.4, rds_stop_replication and rds_reset_external_* likewise)",
+         _same("EXECUTE"), _same("EXECUTE"), on=procedure("mysql.rds_start_replication"), when=ROLLBACK_RDS),
+    Need("finish", "source", "DROP DATABASE _migrator", _same("DROP"), _same("DROP"), on=MIGRATOR_SCHEMA),
     Need("preflight, 2, 4", "source", "CALL mysql.rds_show_configuration",
          _same("EXECUTE"), _same("EXECUTE"), on=procedure("mysql.rds_show_configuration"), when=RDS),
     Need("2, 4", "source", "CALL mysql.rds_set_configuration('binlog retention hours', N)",
@@ -164,6 +180,13 @@ TABLE: tuple[Need, ...] = (
     Need("11, 12", "target", "GRANT the copied accounts their privileges on the migrated schemas",
          _same(*SCHEMA_PRIVILEGES, "DELETE HISTORY", "GRANT OPTION"), _same(*SCHEMA_PRIVILEGES, "GRANT OPTION"),
          on=SCHEMAS),
+    Need("13, 14, rollback", "target", "the source replicates the target's binlog (the rollback window: the "
+         "migration account, or rollback.user which step 13 creates)", _same("REPLICATION SLAVE"),
+         _same("REPLICATION SLAVE"), when=ROLLBACK),
+    Need("13, rollback", "target", "SHOW MASTER STATUS (the switch position), SHOW BINARY LOGS",
+         _each("BINLOG MONITOR", "SUPER"), _each("REPLICATION CLIENT", "SUPER")),
+    Need("rollback", "target", "KILL CONNECTION of sessions left on the target after a rollback",
+         _each("CONNECTION ADMIN", "SUPER"), _each("CONNECTION_ADMIN", "SUPER"), when=ROLLBACK),
     Need("12", "target", "CREATE VIEW", _same("CREATE VIEW"), _same("CREATE VIEW"), on=SCHEMAS),
     Need("12", "target", "CREATE PROCEDURE/FUNCTION", _same("CREATE ROUTINE", "ALTER ROUTINE"),
          _same("CREATE ROUTINE", "ALTER ROUTINE"), on=SCHEMAS),
@@ -185,6 +208,7 @@ class Conditions:
     read_only: bool = True
     target_binlog_untrusted: bool = False
     foreign_definers: bool = False
+    rollback_window: bool = True
     extra: dict[str, bool] = field(default_factory=dict)
 
     def holds(self, when: str) -> bool:
@@ -195,6 +219,9 @@ class Conditions:
             READ_ONLY_SQL: self.read_only and self.platform != "rds",
             TARGET_BINLOG: self.target_binlog_untrusted,
             FOREIGN_DEFINERS: self.foreign_definers,
+            ROLLBACK: self.rollback_window,
+            ROLLBACK_LOCAL: self.platform == "local" and self.rollback_window,
+            ROLLBACK_RDS: self.platform == "rds" and self.rollback_window,
         }.get(when, self.extra.get(when, True))
 
 

@@ -144,6 +144,7 @@ def grant_conditions(config: Config, source: MySQLSession, target: MySQLSession)
         read_only=config.cutover.read_only,
         target_binlog_untrusted=untrusted and creates_code > 0,
         foreign_definers=bool(kept - {me}),
+        rollback_window=config.rollback.enabled,
     )
 
 

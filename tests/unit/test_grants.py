@@ -40,7 +40,8 @@ MYSQL_DYNAMIC = (
 )
 MYSQL_STATIC = (
     "GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, REFERENCES, INDEX, ALTER, CREATE VIEW, SHOW VIEW, "
-    "CREATE ROUTINE, ALTER ROUTINE, EVENT, TRIGGER, CREATE USER, CREATE TEMPORARY TABLES, LOCK TABLES, EXECUTE "
+    "CREATE ROUTINE, ALTER ROUTINE, EVENT, TRIGGER, CREATE USER, CREATE TEMPORARY TABLES, LOCK TABLES, EXECUTE, "
+    "REPLICATION SLAVE, REPLICATION CLIENT "
     "ON *.* TO `mig`@`%` WITH GRANT OPTION"
 )
 
@@ -126,5 +127,5 @@ def test_rds_needs_execute_on_the_procedures() -> None:
     rows = evaluate("source", privileges, MYSQL_8_0, ("shop",), Conditions(platform="rds"),
                     servers=("source", "snapshot"))
     rds = [r for r in rows if "rds_" in r.need.statements]
-    assert len(rds) == 3 and {r.status for r in rds} == {"ok"}
+    assert len(rds) == 5 and {r.status for r in rds} == {"ok"}  # configuration x2, stop, kill, rollback
     assert all(r.status == "n/a" for r in rows if "read_only" in r.need.statements)  # RDS: parameter group
