@@ -14,13 +14,23 @@ def cleanup(config: Config, *, confirm: bool, abandon: bool, log: Any) -> list[s
     journal = Journal.open_readonly(config.journal_path)
     try:
         facts = journal.facts()
-        finished = {row.number: row.status for row in journal.steps()}.get(14) == "done"
+        finished = facts.get("finished") is not None
+        ran = {row.number: row.status for row in journal.steps()}.get(14) == "done"
     finally:
         journal.close()
+    if (facts.get("rollback_window") or {}).get("state") == "open":
+        raise BadInput(
+            "the rollback window is open: the source still replicates from the target",
+            hint="`migrator finish` ends it (or `migrator rollback` goes back to the source); then cleanup",
+        )
     if not finished and not abandon:
         raise BadInput(
-            "the migration has not finished: the snapshot and the retained binlogs may still be needed",
-            hint="finish it with `migrator run`, or pass --abandon to clean up a migration you are giving up",
+            "the migration has not finished: the snapshot and the retained binlogs may still be needed"
+            + (" (the rollback window is still open)" if ran else ""),
+            hint="`migrator finish` ends the rollback window first"
+            if ran
+            else "finish it with `migrator run` and `migrator finish`, or pass --abandon to clean up a "
+            "migration you are giving up",
         )
     if config.rds is not None:
         from migrator.platforms.rds import cleanup as rds_cleanup

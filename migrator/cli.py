@@ -77,7 +77,7 @@ config_option = click.option(
 @main.command()
 @config_option
 def plan(config_path: str) -> None:
-    """Print the 14 steps and what each will do. No effects."""
+    """Print the 14 steps, the grant table and the compatibility report for these servers. No effects."""
     from steps import STEPS
 
     config = _load(config_path)
@@ -91,7 +91,9 @@ def plan(config_path: str) -> None:
         ro = Journal.open_readonly(config.journal_path)
         state = {row.number: row.status for row in ro.steps()}
         ro.close()
-    for step in STEPS:
+    from migrator.engine import in_execution_order
+
+    for step in in_execution_order(STEPS):  # 12 runs before the pause (9): listed where it runs
         status = state.get(step.NUMBER, "pending")
         click.echo(f"{step.NUMBER:>2}. {step.NAME:<16} [{status}] {step.describe(config)}")
     if config.rds is not None:
@@ -100,6 +102,69 @@ def plan(config_path: str) -> None:
         click.echo("\nAWS calls this plan makes:")
         for line in describe_aws_calls(config):
             click.echo(f"  - {line}")
+    _plan_preflight(config)
+
+
+def _plan_preflight(config: Config) -> None:
+    """What `run` checks before step 1, for these servers: the grant table, the compatibility report and
+    the client tools; exit 2 after printing them all when any of them refuses."""
+    from migrator import doctor
+    from migrator.preflight import check_doctor, check_grants, check_tools, grant_rows
+
+    logsetup.configure()  # a missing optional grant is a warning on stderr
+    evaluated = grant_rows(config)
+    click.echo("\ngrants (migrator/grants.py; n/a: does not apply to this migration):")
+    for row in evaluated[0]:
+        fix = f"  -> {'; '.join(row.grant_sql)}" if row.grant_sql else ""
+        if row.need.or_setting and row.status == "missing":
+            fix += f" (or {row.need.or_setting})"
+        held = f" ({row.held})" if row.held else ""
+        click.echo(
+            f"  {row.status:<7} step {row.need.step:<19} {row.need.server:<8} {row.account:<18} "
+            f"{row.need.statements}{held}{fix}"
+        )
+    findings = doctor.diagnose(config)
+    click.echo("\ncompatibility (migrator doctor):")
+    for line in doctor.render(findings):
+        click.echo(f"  {line}")
+    failures: list[MigratorError] = []
+    try:
+        tools = check_tools(evaluated[1]["source"])
+        click.echo(f"\nclient tools ({tools.product}, found by --version):")
+        for tool in tools.tools():
+            click.echo(f"  {tool.role:<7} {tool.describe()}")
+    except MigratorError as exc:
+        failures.append(exc)
+    try:
+        check_grants(config, log=logsetup.get_logger(), evaluated=evaluated)
+    except MigratorError as missing:
+        failures.append(missing)
+    try:
+        check_doctor(config, rows=findings)
+    except MigratorError as blocked:
+        failures.append(blocked)
+    if failures:
+        for failure in failures[1:]:
+            click.echo(f"error: {failure.message}", err=True)
+        raise failures[0]
+
+
+@main.command()
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def doctor(config_path: str, as_json: bool) -> None:
+    """Source vs target settings: OK, warning or blocking, each with its remedy. Exit 2 when any blocks."""
+    from migrator import doctor as compat
+
+    config = _load(config_path)
+    logsetup.configure(quiet=as_json)
+    findings = compat.diagnose(config)
+    _emit(
+        {"rows": [f.as_dict() for f in findings], "blocking": len(compat.blocking(findings))},
+        as_json,
+        lambda _d: click.echo("\n".join(compat.render(findings))),
+    )
+    sys.exit(EXIT_BAD_INPUT if compat.blocking(findings) else EXIT_OK)
 
 
 @main.command()
@@ -171,9 +236,57 @@ def _print_report(config: Config) -> None:
         )
     if "write_pause_seconds" in facts:
         click.echo(f"  write pause: {facts['write_pause_seconds']:.2f} s")
+    for line in _after_cutover_lines(facts):
+        click.echo(f"  {line}")
+
+
+def _after_cutover_lines(facts: dict[str, Any]) -> list[str]:
+    """DNS switch time, connection tail, sessions ended, the rollback window and stray-write alarms."""
+    lines = []
+    if facts.get("dns_switch_seconds") is not None:
+        lines.append(f"DNS switch: {facts['dns_switch_seconds']:.2f} s (UPSERT until in sync)")
+    tail = facts.get("connection_tail")
+    if tail:
+        at_switch = ", ".join(f"{a} x{n}" for a, n in tail["at_switch"].items()) or "none"
+        ended = ", ".join(f"{a} x{n}" for a, n in tail["ended_by_account"].items())
+        lines.append(
+            "connection tail: "
+            + (f"{tail['tail_seconds']:.2f} s" if tail["tail_seconds"] is not None else "not over")
+            + f" (switch until the last application session left the source; grace {tail['grace_seconds']} s); "
+            f"sessions on the source at the switch: {at_switch}; ended by force: {tail['ended_by_force']}"
+            + (f" ({ended})" if ended else "")
+        )
+        if tail.get("remaining"):
+            lines.append(f"STILL ON THE SOURCE: {tail['remaining']}")
+    shared = facts.get("migration_account_sessions_at_switch")
+    if shared:
+        lines.append(
+            f"not ended: sessions of the migration's own account on the source at the switch ({shared}); if the "
+            "application shares that account, end them yourself"
+        )
+    window = facts.get("rollback_window") or {}
+    if window.get("state") == "open":
+        lines.append(f"rollback window: open since the switch (source follows the target via {window.get('via')}); "
+                     "`migrator rollback` goes back, `migrator finish` ends it")
+    elif window.get("state"):
+        lines.append(f"rollback window: {window['state']}")
+    done = facts.get("rollback") or {}
+    if done.get("phase") == "done":
+        lines.append(
+            f"rollback: writes paused {done['write_pause_seconds']:.2f} s; the {len(done.get('verified_tables', []))} "
+            f"table(s) written on the target since the switch ({done.get('verified_rows', 0)} rows compared) verified "
+            "equal on the source"
+        )
+    for w in facts.get("stray_writes") or []:
+        from migrator.source_watch import from_fact
+
+        lines.append(f"ALARM stray write on the source: {from_fact(w).describe()}")
+    return lines
 
 
 def status_data(config: Config) -> dict[str, Any]:
+    from migrator.engine import execution_rank
+
     ro = Journal.open_readonly(config.journal_path)
     try:
         facts = ro.facts()
@@ -188,7 +301,7 @@ def status_data(config: Config) -> dict[str, Any]:
                 "finished_at": r.finished_at,
                 "last_error": r.last_error,
             }
-            for r in ro.steps()
+            for r in sorted(ro.steps(), key=lambda r: execution_rank(r.number))
         ]
         copy: dict[str, Any] = dict(ro.copy_progress())
         copy["eta_seconds"] = _copy_eta(ro)
@@ -218,8 +331,36 @@ def status_data(config: Config) -> dict[str, Any]:
         "apply_lag_bytes": archive_lag,
         "snapshot": facts.get("snapshot"),
         "write_pause_seconds": facts.get("write_pause_seconds"),
+        "dns_switch_seconds": facts.get("dns_switch_seconds"),
+        "connection_tail": facts.get("connection_tail"),
+        "stray_writes": _stray_writes(config, facts),
+        "rollback_window": _window(config, facts),
+        "rollback": facts.get("rollback"),
+        "finished": facts.get("finished"),
+        "after_cutover": _after_cutover_lines(facts),
         "recent_events": events,
     }
+
+
+def _stray_writes(config: Config, facts: dict[str, Any]) -> list[dict[str, Any]]:
+    """Journaled alarms plus what the archive shows now (the streamer may have copied more since)."""
+    known = list(facts.get("stray_writes") or [])
+    if facts.get("final_position") is None or facts.get("finished"):
+        return known
+    from migrator.after_cutover import stray_writes_now
+
+    seen = {(w["file"], int(w["position"])) for w in known}
+    try:
+        fresh = stray_writes_now(config, facts, from_source=True)
+    except Exception as exc:  # status answers even with a server down; say what could not be checked
+        return [*known, {"error": f"stray-write scan failed: {type(exc).__name__}: {exc}"}]
+    return known + [w.as_fact() for w in fresh if (w.file, w.position) not in seen]
+
+
+def _window(config: Config, facts: dict[str, Any]) -> dict[str, Any] | None:
+    from migrator.after_cutover import window_report
+
+    return window_report(config, facts)
 
 
 def _copy_eta(journal: Journal) -> float | None:
@@ -265,6 +406,28 @@ def _render_status(data: dict[str, Any]) -> None:
         )
     if data["write_pause_seconds"] is not None:
         click.echo(f"write pause: {data['write_pause_seconds']:.2f} s")
+    for line in data["after_cutover"]:
+        if not line.startswith("ALARM"):
+            click.echo(line)
+    window = data.get("rollback_window") or {}
+    if window.get("state") == "open":
+        if window.get("error"):
+            click.echo(f"reverse replication: unknown ({window['error']})")
+        elif window.get("configured"):
+            click.echo(
+                f"reverse replication (target -> source): {'running' if window['replicating'] else 'STOPPED'}, "
+                f"{window['lag_bytes']} bytes / {window['lag_seconds']} s behind the target's head "
+                f"{window['target_head'][0]}:{window['target_head'][1]}"
+            )
+        else:
+            click.echo("reverse replication (target -> source): NOT CONFIGURED on the source")
+    for w in data["stray_writes"]:
+        if "error" in w:
+            click.echo(f"ALARM {w['error']}")
+        else:
+            from migrator.source_watch import from_fact
+
+            click.echo(f"ALARM stray write on the source: {from_fact(w).describe()}")
 
 
 @main.command()
@@ -318,6 +481,7 @@ def verify(config_path: str, as_json: bool, no_checksums: bool) -> None:
 
 
 def _operator_change(config_path: str, number: int, action: str, reason: str) -> None:
+    from migrator.engine import execution_rank
     from steps import STEPS
 
     if number not in {s.NUMBER for s in STEPS}:
@@ -332,8 +496,10 @@ def _operator_change(config_path: str, number: int, action: str, reason: str) ->
         who = f"{getpass.getuser()}@{os.uname().nodename}"
         if action == "retry":
             journal.reset_step(number, who=who, why=reason)
-            for later in range(number + 1, 15):
-                if journal.step(later).status == "failed":
+            from migrator.engine import runs_after
+
+            for later in sorted((s.NUMBER for s in STEPS), key=execution_rank):
+                if runs_after(number, later) and journal.step(later).status == "failed":
                     journal.reset_step(later, who=who, why=f"after retry of step {number}")
         else:
             journal.skip_step(number, who=who, why=reason)
@@ -358,6 +524,72 @@ def cleanup(config_path: str, confirm: bool, abandon: bool) -> None:
         click.echo(line)
     if not confirm:
         click.echo("nothing changed: pass --confirm to do this")
+
+
+@main.command("abort-cutover")
+@config_option
+@click.option("--reason", default="operator abort", help="recorded in the journal")
+def abort_cutover(config_path: str, reason: str) -> None:
+    """Give the application its writes back on the source: undo step 9's freeze, reset the pause's steps.
+
+    Idempotent; refused once step 13 has pointed DNS at the target.
+    """
+    from migrator.cutover import abort_cutover as do_abort
+    from migrator.runtime import make_platform
+
+    config = _load(config_path)
+    if not config.journal_path.exists():
+        click.echo(f"error: no journal at {config.journal_path}; nothing to abort", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    logsetup.configure(log_file=config.workdir / "migrator.log")
+    log = logsetup.get_logger(migration=config.migration.name)
+    journal = Journal.open(config.journal_path)
+    try:
+        journal.acquire()  # refuses while a `run` owns the journal: stop it first (Ctrl-C / SIGTERM)
+        who = f"{getpass.getuser()}@{os.uname().nodename}"
+        done = do_abort(
+            config, journal, make_platform(config, log=log), log=log, who=who, why=reason, automatic=False
+        )
+    finally:
+        journal.close()
+    for line in done:
+        click.echo(line)
+    click.echo("cut-over aborted: the application writes to the source; `migrator run` starts the cut-over again")
+    sys.exit(EXIT_OK)
+
+
+@main.command()
+@config_option
+@click.option("-v", "--verbose", is_flag=True)
+def rollback(config_path: str, verbose: bool) -> None:
+    """Go back to the source: pause writes on the target, wait until the source has them all, verify, switch
+    DNS back, resume writes on the source. Possible from step 14 until `migrator finish`; re-run to resume."""
+    from migrator.after_cutover import run_rollback
+
+    config = _load(config_path)
+    logsetup.configure(log_file=config.workdir / "migrator.log", verbose=verbose)
+    crash = frozenset(filter(None, os.environ.get("MIGRATOR_CRASH_AT", "").split(",")))
+    done = run_rollback(config, log=logsetup.get_logger(migration=config.migration.name), crash_points=crash)
+    click.echo(
+        f"rolled back: the application's DNS points at the source again; writes paused {done['write_pause_seconds']:.2f} s; "
+        f"the {len(done.get('verified_tables', []))} table(s) written on the target since the switch "
+        f"({done.get('verified_rows', 0)} rows compared) verified equal on the source"
+    )
+
+
+@main.command()
+@config_option
+@click.option("--accept-stray-writes", is_flag=True, help="finish although writes reached the source after the switch")
+def finish(config_path: str, accept_stray_writes: bool) -> None:
+    """End the rollback window: stop the reverse replication and the source watch, restore the source's read_only
+    and binlog retention, drop the _migrator schema on both servers. `cleanup` needs it."""
+    from migrator.after_cutover import run_finish
+
+    config = _load(config_path)
+    logsetup.configure(log_file=config.workdir / "migrator.log")
+    for line in run_finish(config, log=logsetup.get_logger(), accept_stray_writes=accept_stray_writes):
+        click.echo(line)
+    click.echo("finished: `migrator cleanup --confirm` removes the snapshot replica")
 
 
 @main.command("retry-step")
@@ -392,11 +624,14 @@ def skip_step(config_path: str, number: int, reason: str) -> None:
 @click.option("--rate", default=50.0, show_default=True, help="workload transactions per second")
 @click.option("--keep", is_flag=True, help="leave the sandbox servers running")
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
-def demo(config_path: str, scale: int, rate: float, keep: bool, as_json: bool) -> None:
+@click.option("--rollback", "with_rollback", is_flag=True, help="then roll back to the source after writes on the target")
+def demo(  # noqa: PLR0917 - one parameter per click option
+    config_path: str, scale: int, rate: float, keep: bool, as_json: bool, with_rollback: bool
+) -> None:
     """The embedded default: a whole migration between local servers under a live write workload."""
     from migrator.demo import run_demo
 
-    report = run_demo(Path(config_path), scale=scale, rate=rate, keep=keep)
+    report = run_demo(Path(config_path), scale=scale, rate=rate, keep=keep, rollback=with_rollback)
     _emit(report.as_dict(), as_json, lambda _d: click.echo(report.render()))
     sys.exit(EXIT_OK if report.ok else EXIT_STEP_FAILED)
 

@@ -24,6 +24,7 @@ T = TypeVar("T")
 
 PLATFORMS = ("local", "rds")
 DNS_PROVIDERS = ("local", "route53")
+ON_FAILURE = ("resume", "hold")
 SYSTEM_SCHEMAS = frozenset({"mysql", "sys", "information_schema", "performance_schema", "_migrator"})
 
 
@@ -66,6 +67,10 @@ class BinlogSettings:
     retention_hours: int = 24
     wait_seconds: int = 0
     streamer_server_id: int = 4242
+    # The streamer is restarted when its archive has not grown for this long while the source's head moved.
+    stall_seconds: int = 60
+    # The run stops cleanly (exit 1) before the work directory's free space falls below this.
+    min_free_mb: int = 1024
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,12 @@ class SyncSettings:
     heartbeat_seconds: float = 1.0
     checksum_workers: int = 2
     group_commit: int = 50
+    # Every MySQL session: how long one read (a statement's result) or write may block (review B12).
+    read_timeout_seconds: int = 3600
+    write_timeout_seconds: int = 600
+    # Waits of steps 2 and 3 (review C5): a 4 TB RDS replica takes hours to create.
+    replica_timeout_seconds: int = 172_800
+    promote_timeout_seconds: int = 7_200
 
 
 @dataclass(frozen=True)
@@ -100,6 +111,14 @@ class CutoverSettings:
     # The pause starts only when at most this many rows are left for it to compare (rows changed since
     # the last live round, plus the rows of tables compared whole); rounds run until then.
     max_pause_rows: int = 50_000
+    # A failure inside the write pause (steps 9-14, before DNS moved): "resume" gives the source its
+    # writes back at once (read_only restored, resume hook); "hold" keeps it paused for the operator.
+    on_failure: str = "resume"
+    # Refuse to freeze while a transaction on the source has been writing longer than this (0: no check).
+    long_writer_seconds: int = 10
+    # After the DNS switch, application sessions still on the source get this long to leave by
+    # themselves (pools recycling, clients reconnecting through DNS); then they are ended.
+    connection_grace_seconds: int = 30
 
 
 @dataclass(frozen=True)
@@ -116,8 +135,40 @@ class DnsSettings:
 
 
 @dataclass(frozen=True)
+class RollbackSettings:
+    """The rollback window: from step 14 until `migrator finish` the old source replicates from the target."""
+
+    enabled: bool = True
+    # The account the source uses to read the target's binlog (REPLICATION SLAVE on the target). Empty:
+    # the target's migration account. Given: step 13 creates it on the target if missing.
+    user: str = ""
+    password: Secret = field(default_factory=lambda: Secret(""))
+    user_host: str = "%"
+    # How the SOURCE reaches the target (on RDS: an address inside the VPC); empty/0: target.host/port.
+    target_host: str = ""
+    target_port: int = 0
+    ssl: bool = False  # rds_set_external_master/_source's ssl_encryption argument
+    catchup_timeout_seconds: int = 300
+    start_timeout_seconds: int = 30  # for the source's replication threads to connect when the window opens
+
+
+@dataclass(frozen=True)
 class DefinerSettings:
-    fallback: str = "root@localhost"
+    # A DEFINER not copied to the target (excluded, or not on the source) is mapped only as configured
+    # here, and only to an account with no more privileges than it: `map` per account, `fallback` for
+    # the rest. Without either, such a definer stops step 12 (before the pause) naming it.
+    fallback: str | None = None
+    map: tuple[tuple[str, str], ...] = ()
+
+    def mapping_for(self, definer: str) -> str | None:
+        return dict(self.map).get(definer) or self.fallback
+
+
+@dataclass(frozen=True)
+class AccountSettings:
+    # fnmatch patterns on user@host. Default: every account with a privilege naming a migrated schema.
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -134,7 +185,9 @@ class Config:
     cutover: CutoverSettings
     dns: DnsSettings
     definers: DefinerSettings
+    accounts: AccountSettings = AccountSettings()
     extra: Mapping[str, Any] = field(default_factory=dict)
+    rollback: RollbackSettings = field(default_factory=RollbackSettings)
 
     @property
     def workdir(self) -> Path:
@@ -171,6 +224,7 @@ class Config:
         data = asdict(self)
         for key in ("source", "target"):
             data[key]["password"] = "***"  # noqa: S105 - the mask, not a password
+        data["rollback"]["password"] = "***"  # noqa: S105 - the mask, not a password
         return data
 
 
@@ -303,6 +357,8 @@ def parse(data: Mapping[str, Any], file: Path) -> Config:
         "cutover",
         "dns",
         "definers",
+        "accounts",
+        "rollback",
     }
     unknown = sorted(set(data) - known)
     if unknown:
@@ -365,6 +421,8 @@ def parse(data: Mapping[str, Any], file: Path) -> Config:
         retention_hours=b.positive("retention_hours", 24),
         wait_seconds=b.positive("wait_seconds", 0, allow_zero=True),
         streamer_server_id=b.positive("streamer_server_id", 4242),
+        stall_seconds=b.positive("stall_seconds", 60),
+        min_free_mb=b.positive("min_free_mb", 1024, allow_zero=True),
     )
     b.finish()
 
@@ -382,6 +440,10 @@ def parse(data: Mapping[str, Any], file: Path) -> Config:
         heartbeat_seconds=y.get("heartbeat_seconds", float, 1.0),
         checksum_workers=y.positive("checksum_workers", 2),
         group_commit=y.positive("group_commit", 50),
+        read_timeout_seconds=y.positive("read_timeout_seconds", 3600),
+        write_timeout_seconds=y.positive("write_timeout_seconds", 600),
+        replica_timeout_seconds=y.positive("replica_timeout_seconds", 172_800),
+        promote_timeout_seconds=y.positive("promote_timeout_seconds", 7_200),
     )
     y.finish()
 
@@ -397,6 +459,9 @@ def parse(data: Mapping[str, Any], file: Path) -> Config:
         verify_all_in_pause=u.get("verify_all_in_pause", bool, False),
         whole_table_checksums=u.get("whole_table_checksums", bool, True),
         max_pause_rows=u.positive("max_pause_rows", 50_000),
+        on_failure=u.choice("on_failure", ON_FAILURE, "resume"),
+        long_writer_seconds=u.positive("long_writer_seconds", 10, allow_zero=True),
+        connection_grace_seconds=u.positive("connection_grace_seconds", 30, allow_zero=True),
     )
     if not cutover.read_only and not cutover.pause_hook:
         raise ConfigError(
@@ -424,11 +489,42 @@ def parse(data: Mapping[str, Any], file: Path) -> Config:
     d.finish()
 
     f = _Section(file, "definers", data.get("definers", {}))
-    fallback = f.get("fallback", str, "root@localhost")
-    if "@" not in fallback:
+    fallback = f.get("fallback", str)
+    if fallback is not None and "@" not in fallback:
         raise ConfigError(f"{file}: definers.fallback must look like user@host, got {fallback!r}")
-    definers = DefinerSettings(fallback=fallback)
+    mapping = _pairs(f, "map")
+    for old_definer, new_definer in mapping:
+        if "@" not in old_definer or "@" not in new_definer:
+            raise ConfigError(
+                f"{file}: definers.map entries must look like \"user@host\" = \"user@host\", "
+                f"got {old_definer!r} = {new_definer!r}"
+            )
+    definers = DefinerSettings(fallback=fallback, map=mapping)
     f.finish()
+
+    a = _Section(file, "accounts", data.get("accounts", {}))
+    accounts = AccountSettings(include=a.strings("include"), exclude=a.strings("exclude"))
+    a.finish()
+    w = _Section(file, "rollback", data.get("rollback", {}))
+    rollback = RollbackSettings(
+        enabled=w.get("enabled", bool, True),
+        user=w.get("user", str, ""),
+        password=_secret(w),
+        user_host=w.get("user_host", str, "%"),
+        target_host=w.get("target_host", str, ""),
+        target_port=w.positive("target_port", 0, allow_zero=True),
+        ssl=w.get("ssl", bool, False),
+        catchup_timeout_seconds=w.positive("catchup_timeout_seconds", 300),
+        start_timeout_seconds=w.positive("start_timeout_seconds", 30),
+    )
+    if rollback.target_port > 65535:
+        raise ConfigError(f"{file}: rollback.target_port must be 0-65535, got {rollback.target_port}")
+    if rollback.user and not rollback.password.reveal():
+        raise ConfigError(
+            f"{file}: rollback.user is set but no rollback.password / password_env / password_file",
+            hint="give the replication account a password, or leave rollback.user empty to use the target's account",
+        )
+    w.finish()
 
     return Config(
         path=file,
@@ -443,6 +539,8 @@ def parse(data: Mapping[str, Any], file: Path) -> Config:
         cutover=cutover,
         dns=dns,
         definers=definers,
+        accounts=accounts,
+        rollback=rollback,
     )
 
 

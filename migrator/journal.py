@@ -74,6 +74,7 @@ CREATE TABLE IF NOT EXISTS copy_chunk (
   bytes INTEGER,
   updated_at REAL
 );
+CREATE INDEX IF NOT EXISTS copy_chunk_by_table ON copy_chunk (schema_name, table_name);
 CREATE TABLE IF NOT EXISTS binlog_file (
   name TEXT PRIMARY KEY,
   size INTEGER NOT NULL,
@@ -367,6 +368,19 @@ class Journal:
             (str(r[0]), str(r[1]))
             for r in self.conn.execute("SELECT chunk_id, spec FROM copy_chunk ORDER BY seq").fetchall()
         ]
+
+    def planned_tables(self) -> set[tuple[str, str]]:
+        """(schema, table) of every table whose chunks are in the plan (the copy plans table by table)."""
+        rows = self.conn.execute("SELECT DISTINCT schema_name, table_name FROM copy_chunk").fetchall()
+        return {(str(r[0]), str(r[1])) for r in rows}
+
+    def table_chunk_plan(self, schema: str, table: str) -> list[str]:
+        """One table's chunk specs, in plan order."""
+        rows = self.conn.execute(
+            "SELECT spec FROM copy_chunk WHERE schema_name = ? AND table_name = ? ORDER BY seq, chunk_id",
+            (schema, table),
+        ).fetchall()
+        return [str(r[0]) for r in rows]
 
     def chunk_status(self, chunk_id: str) -> str | None:
         row = self.conn.execute("SELECT status FROM copy_chunk WHERE chunk_id = ?", (chunk_id,)).fetchone()

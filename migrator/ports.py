@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from migrator.endpoint import Endpoint
 
@@ -56,6 +56,12 @@ class Platform(Protocol):
     def promote(self, identifier: str) -> None: ...
 
     def set_source_read_only(self, read_only: bool) -> None: ...
+
+    def source_read_only_setting(self) -> dict[str, Any]:
+        """The source's read_only as configured now (journaled before step 9 freezes it)."""
+        ...
+
+    def restore_source_read_only(self, setting: dict[str, Any]) -> None: ...
 
     def delete_replica(self, identifier: str, *, final_snapshot: bool) -> None: ...
 

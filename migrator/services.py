@@ -18,10 +18,12 @@ from migrator.journal import Journal
 from migrator.mysql.flavour import Flavour, detect
 from migrator.mysql.heartbeat import SCHEMA as HEARTBEAT_SCHEMA
 from migrator.mysql.heartbeat import HeartbeatWriter
-from migrator.mysql.session import MySQLSession
+from migrator.mysql.session import MySQLSession, Timeouts, set_default_timeouts
+from migrator.mysql.source_identity import SourceIdentity
 from migrator.ports import SnapshotCoordinates
+from migrator.tools.archive import RETAIN_FROM_FACT, check_free_space, keep_from, prunable, prune
 from migrator.tools.binlog_applier import BinlogApplier
-from migrator.tools.binlog_streamer import BinlogStreamer
+from migrator.tools.binlog_streamer import BinlogStreamer, list_archive
 
 STREAMER, APPLIER, HEARTBEAT = "streamer", "applier", "heartbeat"
 
@@ -40,6 +42,10 @@ class ServiceSupervisor:
         self.config = config
         self.journal = journal
         self.log = log
+        # Every session of this run (steps and services) times out instead of hanging (review B12).
+        set_default_timeouts(
+            Timeouts(read=config.sync.read_timeout_seconds, write=config.sync.write_timeout_seconds)
+        )
         # Fault tests: "apply.after_commit" dies the first time the applier passes that hook,
         # "apply.after_commit@3" the third time (as the engine's step crash points, by SIGKILL).
         self.crash_points = frozenset(p for p in crash_points if p.startswith("apply."))
@@ -105,6 +111,9 @@ class ServiceSupervisor:
         if self.streamer is not None and self.streamer.is_running():
             return
         coords = snapshot_coordinates(self.journal)
+        identity = self.journal.fact("source_identity")
+        if identity is None:  # a journal from before step 3 recorded it: nothing to check against
+            self.log.warning("streamer.source_identity_unknown")
         self.streamer = BinlogStreamer(
             self.config.source,
             self.config.archive_dir,
@@ -112,6 +121,8 @@ class ServiceSupervisor:
             self.config.binlog.streamer_server_id,
             secrets_dir=self.config.secrets_dir,
             log=self.log.bind(service=STREAMER),
+            identity=None if identity is None else SourceIdentity.from_fact(identity),
+            stall_seconds=self.config.binlog.stall_seconds,
         )
         self.streamer.start(coords.file)
 
@@ -172,6 +183,56 @@ class ServiceSupervisor:
                 self.log.warning("service.restart", service=APPLIER)
                 self._start_applier()
             self._mirror_position()
+        self.prune_archive()
+        # After pruning: what is left to free is the operator's to free (review C4).
+        check_free_space(self.config.workdir, self.config.binlog.min_free_mb)
+
+    # --- the archive --------------------------------------------------------------------------
+    def archive_readers(self) -> list[tuple[str, int] | None]:
+        """Where each reader of the archive will read from next; None: a reader whose position is unknown.
+
+        The applier reads from its committed position (from the snapshot's before it ran); verification
+        from the ``archive_retain_from`` fact ([file, position], set by the code that verifies; null
+        when it needs nothing); step 10 from step 8's ``preverify.until``; the proofs from ``proof_state.since``
+        (their last round) or ``proof_pass.p0``; before step 8 journals either, nothing is pruned.
+        """
+        services = self.journal.services()
+        applied = services.get(APPLIER, ("stopped", None))[1]
+        snapshot = self.journal.fact("snapshot")
+        readers: list[tuple[str, int] | None] = []
+        if applied is not None:
+            readers.append((str(applied[0]), int(applied[1])))
+        elif snapshot is not None:
+            readers.append((str(snapshot["file"]), int(snapshot["position"])))
+        else:
+            readers.append(None)
+        retain = self.journal.fact(RETAIN_FROM_FACT)
+        if retain is not None:
+            readers.append((str(retain[0]), int(retain[1])))
+        status = {row.number: row.status for row in self.journal.steps()}
+        preverify = self.journal.fact("preverify")
+        if preverify is not None and status.get(10) not in ("done", "skipped"):
+            readers.append((str(preverify["until"][0]), int(preverify["until"][1])))
+        if status.get(10) not in ("done", "skipped"):
+            # The proofs (migrator/proofs.py) read the archive from their pass's p0 and their last round.
+            state, baseline = self.journal.fact("proof_state"), self.journal.fact("proof_pass")
+            if state is not None:
+                readers.append((str(state["since"][0]), int(state["since"][1])))
+            elif baseline is not None:
+                readers.append((str(baseline["p0"][0]), int(baseline["p0"][1])))
+            elif status.get(8) == "running" and retain is None:
+                readers.append(None)  # a pass starting: its p0 is not journaled yet
+        return readers
+
+    def prune_archive(self) -> list[str]:
+        """Delete archived files every reader is past; returns their names."""
+        names = [f.name for f in list_archive(self.config.archive_dir)]
+        doomed = prunable(names, keep_from(self.archive_readers()))
+        removed = prune(self.config.archive_dir, doomed)
+        if removed:
+            self.log.info("archive.pruned", files=removed)
+            self.journal.event("archive.pruned", None, files=removed)
+        return removed
 
     def _record_files(self) -> None:
         if self.streamer is not None:

@@ -9,6 +9,7 @@ from migrator.errors import PreflightFailed
 from migrator.mysql.checksum import compare_tables, row_counts
 from migrator.mysql.flavour import detect
 from migrator.mysql.schema import base_tables
+from migrator.mysql.sequences import compare_sequences
 from migrator.mysql.session import MySQLSession
 from migrator.sync_status import measure
 
@@ -23,13 +24,15 @@ def verify_now(config: Config, *, checksums: bool = True) -> dict[str, Any]:
         status = measure(source, target, flavour)
         tables = base_tables(source, list(config.migration.schemas))
         src, tgt = row_counts(source, tables), row_counts(target, tables)
+        sequences = compare_sequences(source, target, list(config.migration.schemas))
     finally:
         source.close()
         target.close()
     counts = {name: {"source": n, "target": tgt.get(name, 0)} for name, n in src.items()}
     data: dict[str, Any] = {**status.as_dict(), "row_counts": counts, "checksums": None}
     counts_equal = all(c["source"] == c["target"] for c in counts.values())
-    in_sync = status.at_head and counts_equal
+    data["sequence_differences"] = sequences
+    in_sync = status.at_head and counts_equal and not sequences
     if checksums:
         report = compare_tables(config.source, config.target, tables, workers=config.sync.checksum_workers)
         data["checksums"] = {

@@ -10,6 +10,7 @@ from typing import Any
 
 from migrator.config import Config
 from migrator.mysql import heartbeat
+from migrator.services import HEARTBEAT
 from migrator.step import Check, StepContext
 
 NUMBER = 2
@@ -25,7 +26,8 @@ def describe(config: Config) -> str:
     where = "an RDS read replica (CreateDBInstanceReadReplica)" if config.rds else "a local mariadbd replica"
     return (
         f"raise the source's binlog retention to {config.binlog.retention_hours} h (recording the old value), "
-        f"create {where} named {replica_id(config)!r} and wait until it is available and has no lag"
+        f"create {where} named {replica_id(config)!r} and wait until it is available and has no lag "
+        f"(up to {config.sync.replica_timeout_seconds} s, sync.replica_timeout_seconds)"
     )
 
 
@@ -58,13 +60,17 @@ def run(ctx: StepContext) -> dict[str, Any]:
         ctx.log.info("binlog.retention_raised", hours=cfg.binlog.retention_hours, previous=current)
     with ctx.source() as source:
         heartbeat.ensure_table(source)  # in the snapshot, so the target gets the table by the copy
+    # Beating before the replica stops: step 3 records the replicated beat, and a beat that moves
+    # after the stop proves replication ran past the coordinates (review A3).
+    ctx.services.start(HEARTBEAT)
     identifier = replica_id(cfg)
     ctx.put_fact("replica_id", identifier)  # before creating: a resume adopts instead of creating another
     ctx.platform.create_replica(identifier)
     ctx.wait(
         "replica-in-sync",
         lambda: _caught_up(ctx, identifier),
-        timeout=cfg.sync.timeout_seconds,
+        # Its own budget (review C5): an RDS replica of 4 TB takes hours to be created and catch up.
+        timeout=cfg.sync.replica_timeout_seconds,
         interval=1.0,
         what=f"replica {identifier!r} to become available and catch up",
     )

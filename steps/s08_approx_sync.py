@@ -14,6 +14,7 @@ from typing import Any
 
 from migrator import proofs
 from migrator.config import Config
+from migrator.cutover import record_connected
 from migrator.step import Check, StepContext
 from migrator.sync_status import SyncStatus, measure
 
@@ -43,6 +44,7 @@ def run(ctx: StepContext) -> dict[str, Any]:
     def close_enough() -> bool:
         with ctx.source() as s, ctx.target() as t:
             status = measure(s, t, ctx.source_flavour)
+            record_connected(ctx.journal, s, NUMBER)  # who uses the source: step 14 checks they can log in
         last[:] = [status]
         ctx.log.info("sync.lag", **status.as_dict())
         return (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from migrator import proofs
+from migrator import cutover, proofs
 from migrator.config import Config
 from migrator.errors import OperatorGate, StepFailed
 from migrator.hooks import run_hook
@@ -66,9 +66,14 @@ def run(ctx: StepContext) -> dict[str, Any]:
         ctx.put_fact("cutover_approved", {"at": ctx.clock.now()})
     if settling:  # again right before the freeze: the pause compares only what changed after this round
         ctx.put_fact("before_freeze", proofs.settle(ctx, why="freeze"))
+    with ctx.source() as s:
+        cutover.refuse_long_writers(ctx.config, s)  # before anything pauses: nothing to undo
+        cutover.record_connected(ctx.journal, s, NUMBER)  # the last look at who writes to the source
     ctx.services.stop(HEARTBEAT)  # our own writes must stop too, or the source never goes still
     paused_at = ctx.journal.fact("paused_at")
     if paused_at is None:
+        if cut.read_only:  # restored exactly by abort-cutover (and the engine on a failure in the pause)
+            ctx.put_fact(cutover.READ_ONLY_BEFORE, ctx.platform.source_read_only_setting())
         paused_at = ctx.clock.now()
         ctx.put_fact("paused_at", paused_at)
     context = {
@@ -81,7 +86,11 @@ def run(ctx: StepContext) -> dict[str, Any]:
         try:
             ctx.platform.set_source_read_only(True)
         except Exception as exc:
-            _unfreeze(ctx)
+            # The freeze did not take (or took late): undo it whatever cutover.on_failure says.
+            cutover.abort_cutover(
+                ctx.config, ctx.journal, ctx.platform, log=ctx.log, who="migrator (automatic)",
+                why=f"the freeze failed: {exc}", automatic=True,
+            )
             raise StepFailed(
                 f"could not make the source read-only within {cut.freeze_timeout_seconds} s: {exc}; writes resumed",
                 hint="a long transaction may hold locks: see information_schema.innodb_trx on the source, then "
@@ -89,15 +98,3 @@ def run(ctx: StepContext) -> dict[str, Any]:
             ) from exc
     ctx.log.info("writes.paused", at=paused_at)
     return {"paused_at": paused_at}
-
-
-def _unfreeze(ctx: StepContext) -> None:
-    """Undo a failed freeze so the application keeps writing to the source."""
-    ctx.platform.set_source_read_only(False)
-    context = {
-        "source_host": ctx.config.source.host,
-        "source_port": str(ctx.config.source.port),
-        "event": "abort",
-    }
-    run_hook(ctx.config.cutover.resume_hook, context, timeout=ctx.config.cutover.hook_timeout_seconds)
-    ctx.journal.put_fact("paused_at", None, step=NUMBER)

@@ -17,6 +17,7 @@ from migrator.config import Config
 from migrator.errors import VerificationFailed
 from migrator.mysql.positions import BinlogPosition
 from migrator.mysql.schema import TableInfo
+from migrator.mysql.sequences import compare_sequences
 from migrator.step import Check, StepContext
 from migrator.sync_status import SyncStatus, measure
 
@@ -108,6 +109,10 @@ def run(ctx: StepContext) -> dict[str, Any]:
         raise
     _still_written(ctx, final, tables)
     ctx.log.info("verify.equal", migrated_tables=len(tables), how=how, **compared.as_dict())
+    with ctx.source() as s, ctx.target() as t:
+        sequences = compare_sequences(s, t, list(ctx.config.migration.schemas))  # MariaDB SEQUENCE state
+    if sequences:
+        raise VerificationFailed(f"sequences differ: {'; '.join(sequences[:5])}", hint="do not cut over")
     return {
         "final_position": final.as_list(),
         "verification": {

@@ -43,7 +43,7 @@ from migrator.mysql.chunking import (
     sql_literal,
 )
 from migrator.mysql.schema import ColumnInfo, TableInfo
-from migrator.mysql.session import MySQLSession, quote_identifier
+from migrator.mysql.session import MySQLSession, quote_identifier, scaled_read_timeout
 
 log = structlog.get_logger()
 
@@ -189,7 +189,8 @@ class _Sessions:
 
 def table_checksum(session: MySQLSession, table: TableInfo) -> int | None:
     """``CHECKSUM TABLE``'s value, or None when the server gives none (it then warns)."""
-    row = session.one(f"CHECKSUM TABLE {table.sql_name}")
+    with session.long_statement(scaled_read_timeout(table.data_length)):  # hours on a big table
+        row = session.one(f"CHECKSUM TABLE {table.sql_name}")
     return None if row is None or row[1] is None else int(row[1])
 
 

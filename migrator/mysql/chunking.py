@@ -13,8 +13,9 @@ import datetime as dt
 import hashlib
 import itertools
 import json
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -209,6 +210,10 @@ class Chunk:
     # False: key_columns are a non-unique index's (a table without a key, split by value ranges for
     # the copy). The range still holds every row with those values; it just names no single row.
     unique: bool = True
+    # > 0: a table with no usable index, split by a predicate both servers evaluate alike: the rows
+    # whose CRC32 of key_columns' values (see hash_predicate) is ``bucket`` modulo ``buckets``.
+    buckets: int = 0
+    bucket: int = 0
 
     def chunk_id(self) -> str:
         """Stable id: table, position, and a digest of the bounds.
@@ -232,6 +237,8 @@ class Chunk:
             data["kind"] = self.kind
         if not self.unique:
             data["unique"] = False
+        if self.buckets:
+            data["buckets"], data["bucket"] = self.buckets, self.bucket
         return json.dumps(data, sort_keys=True, ensure_ascii=False)
 
     @property
@@ -250,6 +257,8 @@ class Chunk:
             upper=_decode_key(data["upper"]),
             kind=str(data.get("kind", "rows")),
             unique=bool(data.get("unique", True)),
+            buckets=int(data.get("buckets", 0)),
+            bucket=int(data.get("bucket", 0)),
         )
 
     @property
@@ -260,6 +269,8 @@ class Chunk:
         """The chunk as a WHERE condition; ``1=1`` for an unbounded chunk (a table without a key)."""
         if not self.key_columns:
             return "1=1"
+        if self.buckets:
+            return hash_predicate(self.key_columns, self.buckets, self.bucket)
         return range_predicate(self.key_columns, self.lower, self.upper, escape)
 
     def describe_range(self) -> str:
@@ -267,8 +278,71 @@ class Chunk:
             return "(its secondary indexes, added after the rows)"
         if not self.key_columns:
             return "whole table (no usable key)"
+        if self.buckets:
+            return f"rows whose CRC32 of ({', '.join(self.key_columns)}) is {self.bucket} modulo {self.buckets}"
         kind = "" if self.unique else " (values of a non-unique index)"
         return f"({', '.join(self.key_columns)}){kind} in {format_range(self.lower, self.upper)}"
+
+
+def hash_predicate(columns: Sequence[str], buckets: int, bucket: int) -> str:
+    """``MOD(CRC32(CONCAT_WS(...)), buckets) = bucket``: true for the same rows on both servers.
+
+    A row's bucket depends only on its stored values as text (HASH_SAFE_TYPES, UTC sessions for
+    TIMESTAMP), so the snapshot selects and the target clears (a retried chunk) exactly the same
+    rows, duplicates included. Each bucket reads the whole table: HASH_MAX_BUCKETS bounds that.
+    """
+    # Hex literals only: what a quoted backslash means depends on each session's sql_mode.
+    values = ", ".join(f"IFNULL({quote_identifier(c)}, 0x00)" for c in columns)
+    return f"MOD(CRC32(CONCAT_WS(0x1f, {values})), {int(buckets)}) = {int(bucket)}"
+
+
+# Column types whose text is the same on every server and version for the same stored value: the
+# hash predicate reads only these (FLOAT/DOUBLE print differently across versions, JSON across products).
+HASH_SAFE_TYPES = frozenset(
+    {
+        "tinyint", "smallint", "mediumint", "int", "integer", "bigint", "decimal", "numeric",
+        "char", "varchar", "tinytext", "text", "mediumtext", "longtext",
+        "binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob",
+        "date", "datetime", "timestamp", "time", "year", "enum", "set",
+    }
+)  # fmt: skip
+# Every bucket is a full scan of the table on the snapshot: at most this many scans per table.
+HASH_MAX_BUCKETS = 32
+
+
+def plan_hash_buckets(session: MySQLSession, table: TableInfo, chunk_bytes: int) -> list[Chunk]:
+    """A table that cannot be cut into ranges, in buckets of about ``chunk_bytes`` (at most
+    HASH_MAX_BUCKETS); one whole-table chunk when it is small or has no hash-safe column (review B8)."""
+    columns = tuple(c.name for c in table.columns if not c.generated and c.data_type in HASH_SAFE_TYPES)
+    size = max(table.data_length, table.rows_estimate * estimated_row_bytes(session, table))
+    buckets = min(HASH_MAX_BUCKETS, -(-size // chunk_bytes))
+    if not columns or buckets <= 1:
+        return [_whole_table(table)]
+    log.info("chunking.planned", table=table.qualified_name, chunks=buckets, method="hash", columns=len(columns))
+    return [
+        Chunk(table.schema, table.name, k, columns, None, None, unique=False, buckets=buckets, bucket=k)
+        for k in range(buckets)
+    ]
+
+
+# A chunk is stuck, not slow, past this: the floor, then seconds per MB it writes and per MB it scans.
+MIN_CHUNK_TIMEOUT = 300.0
+SECONDS_PER_MB_WRITTEN = 30.0  # the budget step 6 gave every pipe (copy.chunk_mb * 30)
+SECONDS_PER_MB_SCANNED = 2.0
+
+
+def chunk_timeout(table: TableInfo, chunks: Sequence[Chunk], chunk_bytes: int) -> float:
+    """Seconds one of ``table``'s chunks may take: scaled by what it writes and reads (review B8).
+
+    A table copied whole (its key cannot be split) writes all of itself in one chunk; a hash bucket
+    writes its share but scans the whole table. A fixed budget made big unsplittable tables uncopyable.
+    """
+    rows = [c for c in chunks if not c.is_indexes]
+    size = max(0, table.data_length)
+    written = max(float(chunk_bytes), size / max(1, len(rows)))
+    scanned = float(size) if any(c.buckets for c in rows) else written
+    mb = 1024 * 1024
+    return max(MIN_CHUNK_TIMEOUT, written / mb * SECONDS_PER_MB_WRITTEN + scanned / mb * SECONDS_PER_MB_SCANNED)
 
 
 def chunk_rows_source(table: TableInfo, chunk: Chunk) -> str:
@@ -278,8 +352,8 @@ def chunk_rows_source(table: TableInfo, chunk: Chunk) -> str:
     table once the range holds a large share of it (each quarter of the bench's page_views, the run
     of 1,500 equal values in a 6,040-row test table): a table of few chunks was read once per chunk.
     """
-    if not chunk.key_columns or table.chunk_index is None:
-        return table.sql_name  # one chunk for the whole table: a plain scan
+    if not chunk.key_columns or table.chunk_index is None or chunk.buckets:
+        return table.sql_name  # the whole table, or a hash bucket of it: a plain scan
     return f"{table.sql_name} FORCE INDEX ({quote_identifier(table.chunk_index)})"
 
 
@@ -315,7 +389,7 @@ def plan_chunks(
     elif not table.key_columns and table.range_columns and table.range_index:
         chunks = plan_value_ranges(session, table, rows_per_chunk_for(session, table, chunk_bytes))
     else:
-        chunks = [_whole_table(table)]
+        chunks = plan_hash_buckets(session, table, chunk_bytes)
     if with_indexes and deferred_indexes(session, table):
         chunks.append(Chunk(table.schema, table.name, len(chunks), (), None, None, kind="indexes"))
     return chunks
@@ -360,6 +434,117 @@ def plan_copy(
         return (not builds, -table.index_length if builds else 0, -table.data_length, table.schema, table.name)
 
     return [chunk for _, chunks in sorted(zip(tables, planned, strict=True), key=order) for chunk in chunks]
+
+
+def copy_order(tables: Sequence[TableInfo]) -> list[TableInfo]:
+    """plan_copy's order known before planning: secondary-index bytes first (largest builds start
+    first), then data size. Tables without secondary indexes have no index bytes on InnoDB."""
+    return sorted(tables, key=lambda t: (-t.index_length, -t.data_length, t.schema, t.name))
+
+
+# A planned batch holds about this many chunks (by the size estimate) or this many tables, whichever
+# comes first: the copy's memory and the journal's plan grow batch by batch, not with the database.
+BATCH_CHUNKS = 512
+BATCH_TABLES = 256
+
+
+def batches(tables: Sequence[TableInfo], chunk_bytes: int) -> list[list[TableInfo]]:
+    """``tables`` (in copy order) cut into planning batches (see BATCH_CHUNKS)."""
+    out: list[list[TableInfo]] = []
+    current: list[TableInfo] = []
+    estimate = 0
+    for table in tables:
+        current.append(table)
+        estimate += max(1, -(-table.data_length // chunk_bytes))
+        if estimate >= BATCH_CHUNKS or len(current) >= BATCH_TABLES:
+            out.append(current)
+            current, estimate = [], 0
+    if current:
+        out.append(current)
+    return out
+
+
+class LazyPlanner:
+    """Plans a copy batch by batch, the next batch in the background while the current one is copied.
+
+    Each table is planned by one of ``workers`` threads, each with its own snapshot session kept for
+    the whole copy (``connect`` opens one). Tables in ``known`` are not planned here: the caller
+    gives their journaled chunks instead (a resume never re-plans a table, whose chunk ids would
+    differ). At most two batches are held at once, whatever the number of tables (review C2, C3).
+    """
+
+    def __init__(
+        self,
+        connect: Callable[[], MySQLSession],
+        chunk_bytes: int,
+        *,
+        workers: int,
+        known: Callable[[TableInfo], list[Chunk] | None],
+    ) -> None:
+        self.connect = connect
+        self.chunk_bytes = chunk_bytes
+        self.workers = max(1, workers)
+        self.known = known
+        self._sessions: list[MySQLSession] = []
+        self._local = threading.local()
+        self._lock = threading.Lock()
+
+    def _session(self) -> MySQLSession:
+        session: MySQLSession | None = getattr(self._local, "session", None)
+        if session is None:
+            session = self.connect()
+            self._local.session = session
+            with self._lock:
+                self._sessions.append(session)
+        return session
+
+    def _plan_one(self, table: TableInfo) -> list[Chunk]:
+        return plan_chunks(self._session(), table, self.chunk_bytes)
+
+    def _plan_batch(self, pool: ThreadPoolExecutor, tables: list[TableInfo]) -> list[list[Chunk] | None]:
+        return list(pool.map(self._plan_one, tables))
+
+    def plan(
+        self, tables: Sequence[TableInfo]
+    ) -> Iterator[tuple[list[TableInfo], list[Chunk], list[Chunk]]]:
+        """Yields ``(batch tables, batch chunks in copy order, chunks newly planned to journal)``."""
+        groups = batches(tables, self.chunk_bytes)
+        if not groups:
+            return
+        with (
+            ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="plan") as pool,
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="plan-batch") as ahead,
+        ):
+            try:
+
+                def start(group: list[TableInfo]) -> tuple[list[list[Chunk] | None], Future[list[list[Chunk] | None]]]:
+                    # Journaled tables are read here, in the caller's thread (the journal's connection).
+                    known = [self.known(t) for t in group]
+                    todo = [t for t, k in zip(group, known, strict=True) if k is None]
+                    return known, ahead.submit(self._plan_batch, pool, todo)
+
+                pending = start(groups[0])
+                for i, group in enumerate(groups):
+                    known, future = pending
+                    planned = iter(future.result())
+                    if i + 1 < len(groups):
+                        pending = start(groups[i + 1])
+                    chunks: list[Chunk] = []
+                    new: list[Chunk] = []
+                    for journaled in known:
+                        if journaled is not None:
+                            chunks.extend(journaled)
+                            continue
+                        fresh = next(planned)
+                        assert fresh is not None
+                        chunks.extend(fresh)
+                        new.extend(fresh)
+                    yield group, chunks, new
+            finally:
+                with self._lock:
+                    for session in self._sessions:
+                        session.close()
+                    self._sessions.clear()
 
 
 def _whole_table(table: TableInfo) -> Chunk:

@@ -27,6 +27,8 @@ class Flavour:
         return not self.is_mariadb and (self.major, self.minor) >= (8, 0)
 
     # --- client tools ------------------------------------------------------------------------
+    # Candidate names only: which product a name really is, and so which options it takes, is read
+    # from its --version by migrator/tools/client_tools.py (on Debian `mysqlbinlog` is MariaDB's).
     @property
     def binlog_tool(self) -> tuple[str, ...]:
         return ("mariadb-binlog", "mysqlbinlog") if self.is_mariadb else ("mysqlbinlog", "mariadb-binlog")
@@ -87,6 +89,13 @@ class Flavour:
             )
         return sql, (host, port, user, password, log_file, log_pos)
 
+    @property
+    def replicas_sql(self) -> str:
+        """The replicas registered with this server (SHOW SLAVE HOSTS is gone in MySQL 8.4)."""
+        if not self.is_mariadb and (self.major, self.minor) > (8, 0):
+            return "SHOW REPLICAS"
+        return "SHOW SLAVE HOSTS"
+
     # --- reading replica status --------------------------------------------------------------
     def _col(self, row: dict[str, Any], master_name: str) -> Any:
         if master_name in row:
@@ -127,6 +136,86 @@ class Flavour:
                 return str(row[key])
         return ""
 
+    # --- proving the snapshot (review A3) ----------------------------------------------------
+    @property
+    def gtid_state_sql(self) -> str:
+        """The executed-transaction state whose growth means "something ran here after the stop".
+
+        MariaDB has GTIDs always: gtid_binlog_pos grows with the server's own binlogged writes and
+        gtid_slave_pos with replicated ones (RESET SLAVE ALL keeps it). MySQL has them only with
+        gtid_mode=ON: gtid_executed holds both (with log_bin off too, in mysql.gtid_executed).
+        """
+        if self.is_mariadb:
+            return "SELECT @@GLOBAL.gtid_binlog_pos, @@GLOBAL.gtid_slave_pos"
+        return "SELECT IF(@@GLOBAL.gtid_mode = 'ON', @@GLOBAL.gtid_executed, NULL), NULL"
+
+    @property
+    def parallel_replication_sql(self) -> str:
+        """(worker threads, ordering setting) of the replica's applier."""
+        if self.is_mariadb:
+            return "SELECT @@GLOBAL.slave_parallel_threads, @@GLOBAL.slave_parallel_mode"
+        if (self.major, self.minor) > (8, 0):
+            # replica_* names exist from 8.0.26 on; every 8.0 answers to the deprecated slave_* ones.
+            return "SELECT @@GLOBAL.replica_parallel_workers, @@GLOBAL.replica_preserve_commit_order"
+        return "SELECT @@GLOBAL.slave_parallel_workers, @@GLOBAL.slave_preserve_commit_order"
+
+    def parallel_replication_gaps(self, workers: object, ordering: object) -> str | None:
+        """Why a replica stopped with this parallel setup may hold transactions past its coordinates, or None.
+
+        MySQL: with workers > 0 and commit order not preserved, a stopped replica may have applied
+        transactions after Exec_Source_Log_Pos and not some before it ("gaps"; the manual's remedy is
+        START REPLICA UNTIL SQL_AFTER_MTS_GAPS, or replica_preserve_commit_order=ON). MariaDB commits
+        in order in every mode, but only the "conservative" (and "minimal"/"none") modes apply no
+        transaction speculatively out of its group; optimistic/aggressive are refused to stay on the
+        documented side.
+        """
+        try:
+            threads = int(str(workers))
+        except ValueError:
+            return f"the replica's parallel worker setting could not be read ({workers!r})"
+        if threads <= 0:
+            return None
+        setting = str(ordering).strip().lower()
+        if self.is_mariadb:
+            if setting in ("conservative", "minimal", "none"):
+                return None
+            return (
+                f"the replica applies with slave_parallel_threads={threads} in slave_parallel_mode={setting}: "
+                "transactions past the stop position may already be applied"
+            )
+        if setting in ("1", "on"):
+            return None
+        return (
+            f"the replica applies with replica_parallel_workers={threads} and replica_preserve_commit_order=OFF: "
+            "a stopped replica can hold gaps (transactions applied past Exec_Source_Log_Pos)"
+        )
+
+    @property
+    def parallel_replication_remedy(self) -> str:
+        if self.is_mariadb:
+            return "set slave_parallel_threads=0 or slave_parallel_mode=conservative on the replica, then retry"
+        return (
+            "set replica_preserve_commit_order=ON (or replica_parallel_workers=0) in the replica's parameter "
+            "group, then retry"
+        )
+
+    # --- the source's identity (review A6) ------------------------------------------------------
+    @property
+    def server_identity_sql(self) -> str:
+        """(server_id, server_uuid or NULL): which server the binlogs come from.
+
+        MySQL names each instance by @@server_uuid (auto.cnf), so a failover target differs.
+        MariaDB has no server_uuid (@@server_uuid does not exist): @@server_id names the server, and
+        because two servers may share an id, migrator.mysql.source_identity also requires the source's
+        binlogs to continue the archive: same sizes for complete files, and the same Gtid_list event
+        (the GTID state each MariaDB binlog file starts with, written by the server that created it)
+        at the start of the file the streamer resumes. A server with another history cannot match
+        both; a Multi-AZ failover (same volume, same files) does.
+        """
+        if self.is_mariadb:
+            return "SELECT @@GLOBAL.server_id, NULL"
+        return "SELECT @@GLOBAL.server_id, @@GLOBAL.server_uuid"
+
     # --- retention ---------------------------------------------------------------------------
     @property
     def binlog_expiry_variables(self) -> tuple[str, ...]:
@@ -134,12 +223,15 @@ class Flavour:
 
     # --- freezing writes ---------------------------------------------------------------------
     def read_only_statements(self, on: bool) -> list[str]:
-        value = "ON" if on else "OFF"
-        if self.is_mariadb:
-            return [f"SET GLOBAL read_only = {value}"]
-        if on:
-            return ["SET GLOBAL read_only = ON", "SET GLOBAL super_read_only = ON"]
-        return ["SET GLOBAL super_read_only = OFF", "SET GLOBAL read_only = OFF"]
+        """read_only only, never super_read_only (review B2).
+
+        The migrator writes to a read_only target for days (copy, applier, step 12): on MySQL it may,
+        holding CONNECTION_ADMIN or SUPER (preflight checks, migrator/grants.py), while
+        super_read_only refuses every client session, SUPER included. On MariaDB 10.11 READ_ONLY
+        ADMIN both sets read_only and writes through it. ``read_only = OFF`` also clears a
+        super_read_only someone else set.
+        """
+        return [f"SET GLOBAL read_only = {'ON' if on else 'OFF'}"]
 
 
 def detect(version: str) -> Flavour:

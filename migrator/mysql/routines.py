@@ -1,12 +1,14 @@
 """Stored procedures, functions, triggers, events and views: read from one server, re-created on another.
 
 The copy leaves them out (a trigger firing during the load, or a view over a table not yet there,
-would break it); step 12 creates them once the data is final. A DEFINER account that does not
-exist on the target is mapped to a configured one, as mydumper's --skip-definer or Google DMS do.
+would break it); step 12 creates them after the copy and before the write pause. Triggers on the
+target do not fire for the applier's row events (``BINLOG`` statements), so they can exist while it
+runs; events are created DISABLED and enabled when writes resume on the target (step 14).
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -122,4 +124,69 @@ def create(session: MySQLSession, d: Definition) -> None:
     if d.time_zone:
         session.execute("SET SESSION time_zone = %s", (d.time_zone,))
     session.execute(f"DROP {ref.kind} IF EXISTS {qualified(ref.schema, ref.name)}")
-    session.execute(d.create_sql)
+    session.execute(disabled_event_sql(d.create_sql) if ref.kind == "EVENT" else d.create_sql)
+
+
+def drop(session: MySQLSession, ref: ObjectRef) -> None:
+    session.execute(f"DROP {ref.kind} IF EXISTS {qualified(ref.schema, ref.name)}")
+
+
+_EVENT_STATUS = re.compile(r"\s(DISABLE\s+ON\s+(?:SLAVE|REPLICA)|ENABLE|DISABLE)(?=\s)", re.IGNORECASE)
+_QUOTED = re.compile(r"'(?:[^'\\]|\\.|'')*'|`(?:[^`]|``)*`|\"(?:[^\"\\]|\\.)*\"")
+
+
+def _masked(sql: str) -> str:
+    """``sql`` with the inside of every quoted string or name blanked, same length: keywords only."""
+    return _QUOTED.sub(lambda m: m.group(0)[0] + "x" * (len(m.group(0)) - 2) + m.group(0)[-1], sql)
+
+
+def disabled_event_sql(sql: str) -> str:
+    """A CREATE EVENT with its status clause (ENABLE / DISABLE [ON SLAVE]) replaced by DISABLE.
+
+    SHOW CREATE EVENT always prints the status between the schedule and ``DO``; the body is left alone.
+    """
+    masked = _masked(sql)
+    body = re.search(r"\sDO\s", masked, re.IGNORECASE)
+    head_end = body.start() if body else len(sql)
+    # The last status keyword before DO (ON COMPLETION ... PRESERVE comes before it).
+    found = list(_EVENT_STATUS.finditer(masked, 0, head_end + 1))
+    match = found[-1] if found else None
+    if match is None:
+        return sql[:head_end] + " DISABLE" + sql[head_end:]
+    return sql[: match.start(1)] + "DISABLE" + sql[match.end(1) :]
+
+
+def digest(d: Definition) -> str:
+    """What identifies a definition's content (its text and session settings), for change detection."""
+    text = "\x00".join([d.create_sql, d.sql_mode, d.character_set_client, d.collation_connection, d.time_zone or ""])
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:20]
+
+
+def enabled_events(session: MySQLSession, schemas: list[str]) -> list[ObjectRef]:
+    """Events whose status is ENABLED (not DISABLED, not SLAVESIDE_DISABLED) on this server."""
+    if not schemas:
+        return []
+    marks = ", ".join(["%s"] * len(schemas))
+    return [
+        ObjectRef("EVENT", str(s), str(n))
+        for s, n in session.rows(
+            f"SELECT EVENT_SCHEMA, EVENT_NAME FROM information_schema.EVENTS "
+            f"WHERE EVENT_SCHEMA IN ({marks}) AND STATUS = 'ENABLED' ORDER BY 1, 2",
+            schemas,
+        )
+    ]
+
+
+def enable_event(session: MySQLSession, ref: ObjectRef) -> None:
+    """ALTER EVENT ... ENABLE keeping the event's definer (named, so the current user never takes it over)."""
+    row = session.one(
+        "SELECT DEFINER FROM information_schema.EVENTS WHERE EVENT_SCHEMA = %s AND EVENT_NAME = %s",
+        (ref.schema, ref.name),
+    )
+    if row is None:
+        raise LookupError(f"{ref} does not exist")
+    user, _, host = str(row[0]).rpartition("@")
+    session.execute(
+        f"ALTER DEFINER={quote_identifier(user)}@{quote_identifier(host)} EVENT "
+        f"{qualified(ref.schema, ref.name)} ENABLE"
+    )

@@ -1,7 +1,8 @@
 """Catalog reads and schema copy: which base tables exist, their keys, and creating them on the target.
 
-Only base tables are copied here; views, routines, triggers and events are re-created at step 12,
-after the data, so that triggers do not fire during the load and definers can be checked first.
+Only base tables and sequences (migrator/mysql/sequences.py) are copied here; views, routines,
+triggers and events are re-created at step 12, after the data, so that triggers do not fire during
+the load and definers can be checked first.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 import structlog
 
 from migrator.errors import PreflightFailed
+from migrator.mysql.sequences import copy_sequences
 from migrator.mysql.session import MySQLSession, qualified, quote_identifier
 
 log = structlog.get_logger()
@@ -48,6 +50,8 @@ RANGE_SAFE_TYPES = frozenset(
 
 # mysqldump's own session setting; permissive enough to re-create any table the source accepted.
 SCHEMA_SQL_MODE = "NO_AUTO_VALUE_ON_ZERO"
+# mysqldump's too: the zone both sides of the schema copy read and write TIMESTAMP defaults in.
+SCHEMA_TIME_ZONE = "+00:00"
 
 
 @dataclass(frozen=True)
@@ -112,24 +116,34 @@ def _placeholders(values: Sequence[object]) -> str:
     return ", ".join(["%s"] * len(values))
 
 
-def base_tables(session: MySQLSession, schemas: Sequence[str]) -> list[TableInfo]:
-    """Every base table (no views, sequences or system-versioned tables) of ``schemas``, by name."""
+def base_tables(session: MySQLSession, schemas: Sequence[str], *, only_table: str | None = None) -> list[TableInfo]:
+    """Every base table (no views, sequences or system-versioned tables) of ``schemas``, by name.
+
+    Three catalog reads for all of ``schemas``: call it once per run, not once per table. With
+    ``only_table`` (one schema), only that table is read: the server opens one table's metadata instead
+    of every table's (5.5 s per lookup at 10,000 tables in one schema, review C2).
+    """
     if not schemas:
         return []
+    if only_table is not None and len(schemas) != 1:
+        raise ValueError("base_tables(only_table=...) reads one schema")
     ph = _placeholders(schemas)
+    # Equality on both names lets the server skip opening every other table of the schema.
+    only = " AND TABLE_NAME = %s" if only_table is not None else ""
+    args = [*schemas, only_table] if only_table is not None else list(schemas)
     tables = session.rows(
         "SELECT TABLE_SCHEMA, TABLE_NAME, COALESCE(ENGINE, ''), COALESCE(TABLE_ROWS, 0),"
         " COALESCE(AVG_ROW_LENGTH, 0), COALESCE(DATA_LENGTH, 0), COALESCE(INDEX_LENGTH, 0)"
-        f" FROM information_schema.TABLES WHERE TABLE_SCHEMA IN ({ph}) AND TABLE_TYPE = 'BASE TABLE'"
+        f" FROM information_schema.TABLES WHERE TABLE_SCHEMA IN ({ph}){only} AND TABLE_TYPE = 'BASE TABLE'"
         " ORDER BY TABLE_SCHEMA, TABLE_NAME",
-        list(schemas),
+        args,
     )
     columns: dict[tuple[str, str], list[ColumnInfo]] = {}
     for schema, table, name, data_type, column_type, nullable, extra in session.rows(
         "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, EXTRA"
-        f" FROM information_schema.COLUMNS WHERE TABLE_SCHEMA IN ({ph})"
+        f" FROM information_schema.COLUMNS WHERE TABLE_SCHEMA IN ({ph}){only}"
         " ORDER BY TABLE_SCHEMA, TABLE_NAME, ORDINAL_POSITION",
-        list(schemas),
+        args,
     ):
         generated = (
             "VIRTUAL" in str(extra).upper()
@@ -144,8 +158,8 @@ def base_tables(session: MySQLSession, schemas: Sequence[str]) -> list[TableInfo
     others: dict[tuple[str, str], dict[str, list[tuple[int, str, bool]]]] = {}
     for schema, table, index, seq, column, sub_part, non_unique, index_type in session.rows(
         "SELECT TABLE_SCHEMA, TABLE_NAME, INDEX_NAME, SEQ_IN_INDEX, COLUMN_NAME, SUB_PART, NON_UNIQUE, INDEX_TYPE"
-        f" FROM information_schema.STATISTICS WHERE TABLE_SCHEMA IN ({ph})",
-        list(schemas),
+        f" FROM information_schema.STATISTICS WHERE TABLE_SCHEMA IN ({ph}){only}",
+        args,
     ):
         if str(index_type).upper() != "BTREE":
             continue
@@ -201,7 +215,8 @@ def _choose_key(
 
 
 def table_info(session: MySQLSession, schema: str, table: str) -> TableInfo:
-    for info in base_tables(session, [schema]):
+    """One table's layout, read for that table alone (see base_tables)."""
+    for info in base_tables(session, [schema], only_table=table):
         if info.name == table:
             return info
     raise PreflightFailed(f"table {schema}.{table} does not exist on {session.endpoint.describe()}")
@@ -312,7 +327,7 @@ def _show_create(session: MySQLSession, schema: str, table: str) -> str | None:
 def copy_schema(
     snapshot: MySQLSession, target: MySQLSession, schemas: Sequence[str], *, defer_indexes: bool = True
 ) -> list[TableInfo]:
-    """Create ``schemas`` and their base tables on the target as on the snapshot; returns the tables.
+    """Create ``schemas``, their sequences (with their state) and base tables on the target; returns the tables.
 
     With ``defer_indexes``, tables are created without their deferrable secondary indexes (see
     split_deferred_indexes); plan_chunks(..., with_indexes=True) then plans the chunk that adds them.
@@ -322,6 +337,10 @@ def copy_schema(
     for session in (snapshot, target):
         # Same output format and permissive defaults on both sides (what mysqldump does).
         session.execute("SET SESSION sql_mode = %s", (SCHEMA_SQL_MODE,))
+        # SHOW CREATE TABLE prints a TIMESTAMP column's constant DEFAULT in the session's time zone
+        # and CREATE TABLE reads it in its own: one fixed zone on both sides keeps the instant
+        # (a +02:00 target would shift it, or refuse '1970-01-01 00:00:01' with 1067; review A5).
+        session.execute("SET SESSION time_zone = %s", (SCHEMA_TIME_ZONE,))
     target.execute("SET SESSION foreign_key_checks = 0")  # tables reference each other in any order
     tables = base_tables(snapshot, schemas)
     for schema in schemas:
@@ -342,6 +361,8 @@ def copy_schema(
                 f" the snapshot has {wanted[0]}/{wanted[1]}",
                 hint="drop it on the target or point the migration at an empty target",
             )
+    # Before the tables: a column's DEFAULT NEXTVAL(s) needs s (1146 otherwise).
+    copy_sequences(snapshot, target, schemas)
     for table in tables:
         create = _show_create(snapshot, table.schema, table.name)
         assert create is not None

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import socket
 import ssl
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 import pymysql
@@ -38,13 +40,62 @@ def _ssl_context(endpoint: Endpoint) -> ssl.SSLContext | None:
     return ctx
 
 
+@dataclass(frozen=True)
+class Timeouts:
+    """How long one read or write on a session may block (review B12).
+
+    Without them a black-holed connection (the peer gone without a reset) blocks its thread until
+    TCP gives up, or forever while waiting for a result. The read timeout bounds the wait for one
+    statement's result, so statements that legitimately run long (CHECKSUM TABLE of a big table,
+    an index build) take a scaled one: MySQLSession.long_statement and scaled_read_timeout.
+    TCP keepalive (KEEPALIVE_*) finds a dead peer within minutes however long the statement.
+    """
+
+    read: float = 3600.0
+    write: float = 600.0
+
+
+_configured = [Timeouts()]  # one slot: set once per run by set_default_timeouts
+_UNSET: Any = object()
+# A peer that stops answering keepalive probes is dead after IDLE + INTERVAL * COUNT seconds (2 min).
+KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_COUNT = 60, 10, 6
+# The speed a long statement is assumed to at least reach, for scaled timeouts (bytes of table read).
+SLOWEST_BYTES_PER_SECOND = 2_000_000
+
+
+def set_default_timeouts(timeouts: Timeouts) -> None:
+    """Every session opened afterwards without explicit timeouts uses these (from sync.*_timeout_seconds)."""
+    _configured[0] = timeouts
+
+
+def default_timeouts() -> Timeouts:
+    return _configured[0]
+
+
+def scaled_read_timeout(nbytes: int) -> float:
+    """A read timeout for a statement that reads ``nbytes`` of table: never below the default."""
+    return max(default_timeouts().read, nbytes / SLOWEST_BYTES_PER_SECOND)
+
+
+def _keepalive(conn: Connection) -> None:
+    sock = getattr(conn, "_sock", None)
+    if sock is None:
+        return
+    with suppress(OSError, AttributeError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, KEEPALIVE_IDLE)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, KEEPALIVE_INTERVAL)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, KEEPALIVE_COUNT)
+
+
 def connect(
     endpoint: Endpoint,
     database: str | None = None,
     *,
     autocommit: bool = True,
     connect_timeout: float = 10,
-    read_timeout: float | None = None,
+    read_timeout: float | None = _UNSET,
+    write_timeout: float | None = _UNSET,
     multi_statements: bool = False,
     opportunistic_tls: bool = False,
     local_infile: bool = False,
@@ -52,11 +103,14 @@ def connect(
     """TLS is what the endpoint says: verified when configured, off when not.
 
     PyMySQL >= 1.2 would otherwise try TLS *unverified* (the "preferred" mode that silently
-    falls back) and load the CA store on every connect (~17 ms here).
+    falls back) and load the CA store on every connect (~17 ms here). Read and write timeouts are
+    the defaults (set_default_timeouts) unless given; None means none (never used by the product).
     """
     from pymysql.constants import CLIENT
 
-    return pymysql.connect(
+    read = default_timeouts().read if read_timeout is _UNSET else read_timeout
+    write = default_timeouts().write if write_timeout is _UNSET else write_timeout
+    conn = pymysql.connect(
         host=endpoint.host,
         port=endpoint.port,
         user=endpoint.user,
@@ -65,12 +119,15 @@ def connect(
         autocommit=autocommit,
         charset="utf8mb4",
         connect_timeout=int(connect_timeout),
-        read_timeout=int(read_timeout) if read_timeout else None,
+        read_timeout=max(1, int(read)) if read else None,
+        write_timeout=max(1, int(write)) if write else None,
         ssl=_ssl_context(endpoint),
         client_flag=CLIENT.MULTI_STATEMENTS if multi_statements else 0,
         ssl_disabled=endpoint.tls is None and not opportunistic_tls,
         local_infile=local_infile,  # the copy's LOAD DATA LOCAL sessions only
     )
+    _keepalive(conn)
+    return conn
 
 
 class MySQLSession:
@@ -115,6 +172,16 @@ class MySQLSession:
     def variable(self, name: str) -> Any:
         row = self.one("SHOW GLOBAL VARIABLES LIKE %s", (name,))
         return row[1] if row else None
+
+    @contextmanager
+    def long_statement(self, seconds: float) -> Iterator[MySQLSession]:
+        """Statements inside may wait ``seconds`` for their result (see scaled_read_timeout)."""
+        previous = self.conn._read_timeout
+        self.conn._read_timeout = max(1, int(seconds))
+        try:
+            yield self
+        finally:
+            self.conn._read_timeout = previous
 
     @contextmanager
     def transaction(self) -> Iterator[MySQLSession]:

@@ -19,7 +19,7 @@ from migrator.errors import StepFailed
 from migrator.mysql.flavour import Flavour, detect
 from migrator.mysql.heartbeat import SCHEMA as HEARTBEAT_SCHEMA
 from migrator.mysql.replication import replication_status
-from migrator.mysql.session import MySQLSession, quote_identifier
+from migrator.mysql.session import MySQLSession, error_code, quote_identifier
 from migrator.platforms.local_server import LocalServer, build_template, find_binary
 from migrator.ports import ReplicaHandle, ReplicaState, SnapshotCoordinates
 from migrator.tools.defaults_file import DefaultsFile
@@ -59,13 +59,34 @@ class LocalPlatform:
             for sql in self._flavour(s).read_only_statements(read_only):
                 s.execute(sql)
 
+    def source_read_only_setting(self) -> dict[str, Any]:
+        with self._source() as s:
+            flavour = self._flavour(s)
+            read_only = str(s.variable("read_only")).upper() in ("ON", "1")
+            super_ro = None if flavour.is_mariadb else str(s.variable("super_read_only")).upper() in ("ON", "1")
+        return {"platform": "local", "read_only": read_only, "super_read_only": super_ro}
+
+    def restore_source_read_only(self, setting: dict[str, Any]) -> None:
+        """Exactly as journaled: OFF (the usual case), or ON (and super_read_only) if it was so before."""
+        with self._source() as s:
+            flavour = self._flavour(s)
+            if not setting.get("read_only"):
+                for sql in flavour.read_only_statements(False):
+                    s.execute(sql)
+                return
+            s.execute("SET GLOBAL read_only = ON")
+            if setting.get("super_read_only") is not None and not flavour.is_mariadb:
+                s.execute(f"SET GLOBAL super_read_only = {'ON' if setting['super_read_only'] else 'OFF'}")
+
     # --- replica ------------------------------------------------------------------------------
     def _server(self, identifier: str) -> LocalServer:
         return LocalServer(
             self.root / identifier,
             server_id=self.config.replica.server_id,
             port=self.config.replica.port,
-            log_bin=False,
+            # Its own writes (an event, a person) then move gtid_binlog_pos: step 3's proof sees them.
+            # Replicated events stay out of its binlog (log_slave_updates is off).
+            log_bin=True,
         )
 
     def _created_marker(self, identifier: str) -> Path:
@@ -144,7 +165,12 @@ class LocalPlatform:
                 stderr=subprocess.PIPE,
             )
             load = subprocess.run(
-                [find_binary(*flavour.client_tool), f"--defaults-extra-file={dst_cnf}"],
+                # Not into the replica's own binlog (on for step 3's proof): the load is its starting state.
+                [
+                    find_binary(*flavour.client_tool),
+                    f"--defaults-extra-file={dst_cnf}",
+                    "--init-command=SET SESSION sql_log_bin = 0",
+                ],
                 stdin=dump.stdout,
                 capture_output=True,
                 check=False,
@@ -211,3 +237,41 @@ class LocalPlatform:
         for datadir in self.root.iterdir():
             if datadir.is_dir():
                 LocalServer(datadir, server_id=self.config.replica.server_id).stop()
+
+    # --- after the cut-over: sessions and the reverse replication (rollback window) -----------
+    def kill_session(self, thread_id: int) -> None:
+        """End one source session (KILL CONNECTION: needs SUPER or CONNECTION ADMIN for other users)."""
+        with self._source() as s:
+            try:
+                s.execute("KILL CONNECTION %s", (int(thread_id),))
+            except Exception as exc:
+                if error_code(exc) == 1094:  # unknown thread id: it left by itself meanwhile
+                    return
+                raise
+
+    def start_reverse_replication(
+        self, *, host: str, port: int, user: str, password: str, log_file: str, log_pos: int, ssl: bool
+    ) -> None:
+        """The old source follows the target from (log_file, log_pos): CHANGE MASTER + START SLAVE."""
+        with self._source() as s:
+            flavour = self._flavour(s)
+            s.execute(flavour.stop_replica_sql)
+            sql, args = flavour.change_source_sql(
+                host=host, port=port, user=user, password=password, log_file=log_file, log_pos=log_pos
+            )
+            if ssl:
+                sql += ", MASTER_SSL=1" if flavour.is_mariadb else ", SOURCE_SSL=1"
+            s.execute(sql, args)
+            s.execute(flavour.start_replica_sql)
+
+    def ensure_reverse_replication_running(self) -> None:
+        """START SLAVE again after a source restart (--skip-slave-start); a no-op while it runs."""
+        with self._source() as s:
+            s.execute(self._flavour(s).start_replica_sql)
+
+    def stop_reverse_replication(self) -> None:
+        """STOP SLAVE and forget the target (RESET SLAVE ALL); a no-op when none is configured."""
+        with self._source() as s:
+            flavour = self._flavour(s)
+            s.execute(flavour.stop_replica_sql)
+            s.execute(flavour.reset_replica_all_sql)

@@ -32,7 +32,7 @@ from migrator.mysql.session import MySQLSession
 from migrator.ports import ReplicaHandle, ReplicaState, SnapshotCoordinates
 
 RETENTION_SETTING = "binlog retention hours"
-MAX_RETENTION_HOURS = 2160  # RDS for MySQL/MariaDB maximum (90 days)
+MAX_RETENTION_HOURS = 168  # RDS for MySQL: 7 days (AWS, mysql.rds_set_configuration); 2160 is Aurora's
 SUPPORTED_ENGINES = ("mysql", "mariadb")
 MIGRATION_TAG = "migrator:migration"
 MIB = 1024 * 1024
@@ -531,6 +531,9 @@ class RdsPlatform:
 
     def set_source_read_only(self, read_only: bool) -> None:
         group = self.source_parameter_group()
+        if read_only:
+            # The group's read_only applies to every instance using it: never freeze a shared group.
+            _refuse_shared_group(self, group)
         value = "1" if read_only else "0"
         parameters = [{"ParameterName": "read_only", "ParameterValue": value, "ApplyMethod": "immediate"}]
         self.call(
@@ -538,6 +541,61 @@ class RdsPlatform:
             lambda: self.rds.modify_db_parameter_group(DBParameterGroupName=group, Parameters=parameters),
         )
         self.log.info("rds.read_only_requested", parameter_group=group, read_only=read_only)
+        self._wait_read_only(read_only, f"ModifyDBParameterGroup on {group!r}")
+
+    def read_only_parameter(self, group: str) -> dict[str, Any] | None:
+        """The group's read_only entry as DescribeDBParameters gives it (None if the group does not list it)."""
+        marker: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"DBParameterGroupName": group}
+            if marker:
+                kwargs["Marker"] = marker
+            page = self._page("rds:DescribeDBParameters", self.rds.describe_db_parameters, kwargs)
+            for parameter in page.get("Parameters", []) or []:
+                if parameter.get("ParameterName") == "read_only":
+                    return dict(parameter)
+            marker = page.get("Marker")
+            if not marker:
+                return None
+
+    def source_read_only_setting(self) -> dict[str, Any]:
+        """The group's own read_only value (RDS's default is the formula ``{TrueIfReplica}``) and its effect."""
+        group = self.source_parameter_group()
+        parameter = self.read_only_parameter(group) or {}
+        with self._source_session() as s:
+            effective = str(s.variable("read_only")).upper() in ("ON", "1")
+        return {
+            "platform": "rds",
+            "parameter_group": group,
+            "value": parameter.get("ParameterValue"),
+            "source": parameter.get("Source") or ("user" if parameter.get("ParameterValue") else "engine-default"),
+            "effective": effective,
+        }
+
+    def restore_source_read_only(self, setting: dict[str, Any]) -> None:
+        """Put back exactly what was there: the user's value, or the engine default by ResetDBParameterGroup."""
+        group = str(setting["parameter_group"])
+        if setting.get("source") == "user" and setting.get("value") is not None:
+            parameters = [
+                {"ParameterName": "read_only", "ParameterValue": str(setting["value"]), "ApplyMethod": "immediate"}
+            ]
+            self.call(
+                "rds:ModifyDBParameterGroup",
+                lambda: self.rds.modify_db_parameter_group(DBParameterGroupName=group, Parameters=parameters),
+            )
+        else:
+            self.call(
+                "rds:ResetDBParameterGroup",  # idempotent: resetting twice is one state
+                lambda: self.rds.reset_db_parameter_group(
+                    DBParameterGroupName=group,
+                    ResetAllParameters=False,
+                    Parameters=[{"ParameterName": "read_only", "ApplyMethod": "immediate"}],
+                ),
+            )
+        self.log.info("rds.read_only_restored", parameter_group=group, value=setting.get("value"))
+        self._wait_read_only(bool(setting.get("effective")), f"restoring read_only in {group!r}")
+
+    def _wait_read_only(self, read_only: bool, after: str) -> None:
         # RDS applies a dynamic parameter within seconds, not at once: wait until the server says so.
         deadline = self.monotonic() + self.config.cutover.freeze_timeout_seconds
         while True:
@@ -548,11 +606,95 @@ class RdsPlatform:
             if self.monotonic() >= deadline:
                 raise StepFailed(
                     f"the source still has read_only={'OFF' if read_only else 'ON'} "
-                    f"{self.config.cutover.freeze_timeout_seconds} s after ModifyDBParameterGroup on "
-                    f"{group!r}",
+                    f"{self.config.cutover.freeze_timeout_seconds} s after {after}",
                     hint="check the parameter group's ParameterApplyStatus in the RDS console",
                 )
             self.sleep(0.5)
+
+    def _page(self, name: str, method: Callable[..., Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = self.call(name, lambda: method(**kwargs))
+        return result
+
+    def instances_using_group(self, group: str) -> list[str]:
+        """Every DB instance (DescribeDBInstances, all pages) whose parameter groups include ``group``."""
+        users: list[str] = []
+        marker: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"Marker": marker} if marker else {}
+            page = self._page("rds:DescribeDBInstances", self.rds.describe_db_instances, kwargs)
+            for instance in page.get("DBInstances", []) or []:
+                names = {str(g.get("DBParameterGroupName")) for g in instance.get("DBParameterGroups") or []}
+                if group in names:
+                    users.append(str(instance["DBInstanceIdentifier"]))
+            marker = page.get("Marker")
+            if not marker:
+                return users
+
+    # --- after the cut-over: sessions and the reverse replication (rollback window) -----------
+    def kill_session(self, thread_id: int) -> None:
+        """End one source session: the master user has no CONNECTION_ADMIN, RDS gives mysql.rds_kill."""
+        with self._source_session() as s:
+            try:
+                _call_procedure(s, "CALL mysql.rds_kill(%s)", (int(thread_id),))
+            except pymysql.err.MySQLError as exc:
+                if exc.args and exc.args[0] == 1094:  # unknown thread id: it left by itself meanwhile
+                    return
+                raise
+
+    @staticmethod
+    def _external_source_procedures(flavour: Flavour) -> tuple[str, str]:
+        """(set, reset): RDS for MySQL 8.4 renamed the *_external_master procedures to *_external_source."""
+        if not flavour.is_mariadb and (flavour.major, flavour.minor) >= (8, 4):
+            return "mysql.rds_set_external_source", "mysql.rds_reset_external_source"
+        return "mysql.rds_set_external_master", "mysql.rds_reset_external_master"
+
+    def start_reverse_replication(
+        self, *, host: str, port: int, user: str, password: str, log_file: str, log_pos: int, ssl: bool
+    ) -> None:
+        """The source instance follows the target: rds_set_external_master/_source, rds_start_replication."""
+        with self._source_session() as s:
+            set_proc, _reset = self._external_source_procedures(self._flavour(s))
+            _call_procedure(
+                s,
+                f"CALL {set_proc}(%s, %s, %s, %s, %s, %s, %s)",
+                (host, int(port), user, password, log_file, int(log_pos), 1 if ssl else 0),
+            )
+            _call_procedure(s, "CALL mysql.rds_start_replication")
+        self.log.info("rds.reverse_replication_started", procedure=set_proc, file=log_file, position=log_pos)
+
+    def ensure_reverse_replication_running(self) -> None:
+        with self._source_session() as s:
+            _call_procedure(s, "CALL mysql.rds_start_replication")
+
+    def stop_reverse_replication(self) -> None:
+        with self._source_session() as s:
+            _reset_proc = self._external_source_procedures(self._flavour(s))[1]
+            _call_procedure(s, "CALL mysql.rds_stop_replication")
+            _call_procedure(s, f"CALL {_reset_proc}")
+        self.log.info("rds.reverse_replication_stopped", procedure=_reset_proc)
+
+
+def _refuse_shared_group(rds: RdsPlatform, group: str) -> None:
+    s = rds.settings
+    # Our own snapshot instance may share it (RDS gives a replica its source's group by default): it is
+    # promoted and copied from by then, so a read_only there harms nothing.
+    others = [i for i in rds.instances_using_group(group) if i not in (s.source_instance, s.replica_instance)]
+    if others:
+        raise PreflightFailed(
+            f"the source's parameter group {group!r} is shared with {', '.join(sorted(others))}: setting "
+            "read_only=1 in it to pause writes would freeze those instances too",
+            hint="give the source a parameter group of its own (CopyDBParameterGroup, ModifyDBInstance "
+            "DBParameterGroupName, reboot) before migrating, or set cutover.read_only = false with a "
+            "cutover.pause_hook",
+        )
+
+
+def require_dedicated_parameter_group(config: Config, *, platform: RdsPlatform | None = None) -> None:
+    """Preflight: with cutover.read_only, the source's parameter group must be its own (PreflightFailed if not)."""
+    if not config.cutover.read_only:
+        return
+    rds = platform or RdsPlatform(config)
+    _refuse_shared_group(rds, rds.source_parameter_group())
 
 
 def _wrap_instance(instance: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -612,10 +754,22 @@ def describe_aws_calls(config: Config) -> list[str]:
         )
     if config.cutover.read_only:
         group = s.source_parameter_group or "the source's parameter group (read at preflight)"
+        lines.append(
+            "rds:DescribeDBInstances (every instance): refuse if another instance uses the source's parameter "
+            "group (preflight and step 9)"
+        )
+        lines.append(
+            f"rds:DescribeDBParameters {group}: the group's own read_only value, journaled before step 9 freezes"
+        )
         line = f"rds:ModifyDBParameterGroup {group}: read_only=1, ApplyMethod immediate (step 9)"
         if group.startswith("default."):
             line += " -- WILL FAIL PREFLIGHT: default parameter groups cannot be modified; use a pause_hook"
         lines.append(line)
+        lines.append(
+            f"on a failure inside the pause or `migrator abort-cutover`: rds:ModifyDBParameterGroup {group} "
+            "read_only back to its journaled value, or rds:ResetDBParameterGroup read_only if it was the "
+            "engine default"
+        )
     if config.dns.provider == "route53":
         lines.append(
             f"route53:ListResourceRecordSets + ChangeResourceRecordSets UPSERT {config.dns.record} in "

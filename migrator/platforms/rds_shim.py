@@ -10,7 +10,12 @@ Documented behaviour mirrored here (AWS "MySQL on Amazon RDS SQL reference"):
   the RDS default); 'source delay' / 'target delay' 0..86400 seconds.
 - ``rds_show_configuration()``: one row per setting: name, value, description.
 - ``rds_stop_replication()`` / ``rds_start_replication()``: stop/start both replication threads.
-- ``rds_kill(thread_id)``: end a connection (not one of the definer's own system threads).
+- ``rds_kill(thread_id)``: end a connection (not one of the definer's own system threads); an id that is
+  gone fails as KILL does (1094 Unknown thread id).
+- ``rds_set_external_master(host, port, user, password, log_file, log_pos, ssl_encryption)`` (MariaDB,
+  MySQL <= 8.0) and ``rds_set_external_source`` (same arguments, MySQL 8.4): make the instance a replica of
+  an external server from that file/position; ``rds_reset_external_master`` / ``_source``: forget it.
+  RDS runs these for a master user that may not CHANGE MASTER itself; so do these, as their definer.
 - ``mysql.rds_heartbeat2``: the table RDS's own heartbeat writes to; ``install(heartbeat_event=True)``
   adds an event writing it every second, so a source's binlog moves on its own as on RDS.
 """
@@ -113,15 +118,46 @@ SQL SECURITY DEFINER
 BEGIN
   DECLARE owner VARCHAR(128);
   SELECT user INTO owner FROM information_schema.processlist WHERE id = thread;
-  IF owner IS NULL THEN
-    SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'Unknown thread id';
-  END IF;
   IF owner IN ('rdsadmin', 'system user', 'event_scheduler') THEN
     SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'You are not owner of thread';
   END IF;
   KILL CONNECTION thread;
 END""",
 }
+
+_EXTERNAL_SET = """
+CREATE DEFINER='root'@'localhost' PROCEDURE mysql.{name}(
+  IN host_name VARCHAR(255), IN host_port INT, IN replication_user_name VARCHAR(255),
+  IN replication_user_password VARCHAR(255), IN mysql_binary_log_file_name VARCHAR(255),
+  IN mysql_binary_log_file_location BIGINT, IN ssl_encryption TINYINT)
+SQL SECURITY DEFINER
+BEGIN
+  IF host_name IS NULL OR host_port IS NULL OR mysql_binary_log_file_name IS NULL THEN
+    SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'host, port and binary log file are required';
+  END IF;
+  STOP SLAVE;
+  SET @rds_change = CONCAT('CHANGE MASTER TO MASTER_HOST=', QUOTE(host_name), ', MASTER_PORT=', host_port,
+    ', MASTER_USER=', QUOTE(replication_user_name), ', MASTER_PASSWORD=', QUOTE(replication_user_password),
+    ', MASTER_LOG_FILE=', QUOTE(mysql_binary_log_file_name), ', MASTER_LOG_POS=', mysql_binary_log_file_location,
+    ', MASTER_USE_GTID=no', IF(ssl_encryption = 1, ', MASTER_SSL=1', ''));
+  PREPARE rds_stmt FROM @rds_change;
+  EXECUTE rds_stmt;
+  DEALLOCATE PREPARE rds_stmt;
+  SET @rds_change = NULL;
+END"""
+
+_EXTERNAL_RESET = """
+CREATE DEFINER='root'@'localhost' PROCEDURE mysql.{name}()
+SQL SECURITY DEFINER
+BEGIN
+  STOP SLAVE;
+  RESET SLAVE ALL;
+  SELECT 'Replication has been reset' AS Message;
+END"""
+
+for _suffix in ("master", "source"):
+    _PROCEDURES[f"rds_set_external_{_suffix}"] = _EXTERNAL_SET.format(name=f"rds_set_external_{_suffix}")
+    _PROCEDURES[f"rds_reset_external_{_suffix}"] = _EXTERNAL_RESET.format(name=f"rds_reset_external_{_suffix}")
 
 _HEARTBEAT_EVENT = """
 CREATE DEFINER='root'@'localhost' EVENT IF NOT EXISTS mysql.rds_heartbeat

@@ -12,6 +12,14 @@ may not exist, that increment may or may not be counted, and ``verify`` tolerate
 Any failure before COMMIT is sent is a definite no-op, since autocommit is off and an
 uncommitted transaction dies with its connection. Errors (read_only 1290, refused, lost
 connection, DNS) are counted and retried after a short pause; their span is the write pause.
+
+With ``shapes=True`` the same operations come in the transaction shapes real applications log (the
+applier must replay each exactly once): an explicit transaction with autocommit off (the default
+shape), a single statement with autocommit on, and an XA transaction (XA START ... XA END; XA
+PREPARE; XA COMMIT, acknowledged at XA COMMIT), chosen by the seeded generator; now and then, while
+``admin_gate()`` allows it, an ``ANALYZE TABLE`` and (with ``admin`` credentials) a ``FLUSH`` too. An XA
+transaction whose outcome is unknown is rolled back later from a new connection if it is still prepared
+(a prepared XA outlives its connection and would hold its row locks).
 """
 
 from __future__ import annotations
@@ -136,6 +144,9 @@ class WriteWorkload:
         statement_timeout_s: float = 5.0,
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
+        shapes: bool = False,
+        admin: tuple[str, Secret] | None = None,
+        admin_gate: Callable[[], bool] | None = None,
     ) -> None:
         if rate_per_s <= 0:
             raise ValueError("rate_per_s must be positive")
@@ -170,6 +181,12 @@ class WriteWorkload:
         self._longest_gap = 0.0
         self._switch_gap: float | None = None
         self._failing_since: float | None = None
+        self.shapes = shapes
+        self.admin = admin  # (user, password) for FLUSH, which needs RELOAD
+        self.admin_gate = admin_gate or (lambda: True)
+        self._xa_count = 0
+        self._xa_orphans: list[str] = []  # XIDs that may still be prepared somewhere
+        self.shape_counts: Counter[str] = Counter()
 
     # --- lifecycle ---------------------------------------------------------------------------
     def start(self, *, first_id: int | None = None) -> None:
@@ -266,7 +283,11 @@ class WriteWorkload:
         try:
             endpoint = self._endpoint()
             server = f"{endpoint.host}:{endpoint.port}"
-            matched = self._transact(endpoint, op, row_id)
+            shape = self._shape()
+            if shape == "xa":
+                matched = self._transact_xa(endpoint, op, row_id)
+            else:
+                matched = self._transact(endpoint, op, row_id, autocommit=shape == "autocommit")
         except _InDoubt as exc:
             self._record_in_doubt(op, row_id, server, exc.__cause__)
             return False
@@ -279,9 +300,146 @@ class WriteWorkload:
         self._record_ok(op, row_id, server, matched)
         return True
 
-    def _transact(self, endpoint: Endpoint, op: str, row_id: int) -> bool:
+    def _shape(self) -> str:
+        if not self.shapes:
+            return "transaction"
+        with self._lock:
+            roll = self._random.random()
+        if self._xa_orphans:
+            self._settle_xa_orphans()
+        if roll < 0.08 and self.admin_gate():
+            self._admin_statement(roll < 0.04)
+        shape = "transaction" if roll < 0.4 else "autocommit" if roll < 0.7 else "xa"
+        self.shape_counts[shape] += 1
+        return shape
+
+    def _connect(self, endpoint: Endpoint, *, autocommit: bool = False) -> Any:
         # Any: pymysql ships no type hints, so the connection's methods are untyped anyway.
-        conn: Any = connect(
+        return connect(
+            endpoint,
+            autocommit=autocommit,
+            connect_timeout=self.connect_timeout_s,
+            read_timeout=self.statement_timeout_s,
+            opportunistic_tls=False,
+        )
+
+    def _admin_statement(self, flush: bool) -> None:
+        """ANALYZE TABLE (app privileges) or FLUSH PRIVILEGES (admin): they change no row, move the binlog."""
+        try:
+            endpoint = self._endpoint()
+            if flush and self.admin is not None:
+                endpoint = Endpoint(host=endpoint.host, port=endpoint.port, user=self.admin[0],
+                                    password=self.admin[1])
+                sql = "FLUSH PRIVILEGES"
+            else:
+                sql = f"ANALYZE TABLE {self.table}"
+            conn = self._connect(endpoint, autocommit=True)
+            try:
+                with conn.cursor() as cur:
+                    cur.execute(sql)
+                    cur.fetchall()
+                self.shape_counts["flush" if sql.startswith("FLUSH") else "analyze"] += 1
+            finally:
+                with contextlib.suppress(pymysql.err.Error):
+                    conn.close()
+        except (pymysql.err.Error, OSError, MigratorError) as exc:
+            log.info("workload.admin_statement_failed", error=str(exc)[:200])
+
+    def _transact_xa(self, endpoint: Endpoint, op: str, row_id: int) -> bool:
+        """The operation as an XA transaction; acknowledged when XA COMMIT returns."""
+        with self._lock:
+            self._xa_count += 1
+            xid = f"{self.writer}-{self._xa_count}"
+        conn = self._connect(endpoint, autocommit=True)
+        quoted = "'" + xid.replace("'", "''") + "'"
+        started = False
+        try:
+            with conn.cursor() as cur:
+                cur.execute(f"XA START {quoted}")
+                started = True
+                matched = self._statement(cur, op, row_id)
+                cur.execute(f"XA END {quoted}")
+                assert self._oracle is not None
+                with self._lock:
+                    self._oracle.pending = (op, row_id)
+                try:
+                    cur.execute(f"XA PREPARE {quoted}")
+                    cur.execute(f"XA COMMIT {quoted}")
+                except pymysql.err.OperationalError as exc:
+                    if error_code(exc) in (2006, 2013, 2055):
+                        self._xa_orphans.append(xid)
+                        raise _InDoubt() from exc
+                    self._xa_orphans.append(xid)  # the server said no: roll it back if it got prepared
+                    raise
+                except (pymysql.err.InterfaceError, OSError) as exc:
+                    self._xa_orphans.append(xid)
+                    raise _InDoubt() from exc
+            return matched
+        except (pymysql.err.Error, OSError):
+            if started and xid not in self._xa_orphans:
+                self._xa_orphans.append(xid)  # failed before PREPARE: the server ends it with the session
+            raise
+        finally:
+            with contextlib.suppress(pymysql.err.Error):
+                conn.close()
+
+    def _settle_xa_orphans(self) -> None:
+        """Roll back XA transactions of ours that may still be prepared (unknown XID: already settled)."""
+        try:
+            conn = self._connect(self._endpoint(), autocommit=True)
+        except (pymysql.err.Error, OSError, MigratorError):
+            return
+        try:
+            with conn.cursor() as cur:
+                for xid in list(self._xa_orphans):
+                    try:
+                        cur.execute("XA ROLLBACK '" + xid.replace("'", "''") + "'")
+                    except pymysql.err.Error as exc:
+                        if error_code(exc) not in (1397, 1399):  # XAER_NOTA; XAER_RMFAIL: still active
+                            raise
+                        if error_code(exc) == 1399:
+                            continue
+                    self._xa_orphans.remove(xid)
+        except (pymysql.err.Error, OSError):
+            pass
+        finally:
+            with contextlib.suppress(pymysql.err.Error):
+                conn.close()
+
+    def _statement(self, cur: Any, op: str, row_id: int) -> bool:
+        if op == "insert":
+            cur.execute(
+                f"INSERT INTO {self.table} (id, c, writer, updated_at) VALUES (%s, 0, %s, NOW(6))",
+                (row_id, self.writer),
+            )
+        else:
+            cur.execute(
+                f"UPDATE {self.table} SET c = c + 1, writer = %s, updated_at = NOW(6) WHERE id = %s",
+                (self.writer, row_id),
+            )
+        return bool(cur.rowcount == 1)
+
+    def _transact(self, endpoint: Endpoint, op: str, row_id: int, *, autocommit: bool = False) -> bool:
+        if autocommit:  # one statement, committed by the server as it returns: acknowledged or in doubt
+            conn: Any = self._connect(endpoint, autocommit=True)
+            try:
+                with conn.cursor() as cur:
+                    assert self._oracle is not None
+                    with self._lock:
+                        self._oracle.pending = (op, row_id)
+                    try:
+                        return self._statement(cur, op, row_id)
+                    except pymysql.err.OperationalError as exc:
+                        if error_code(exc) in (2006, 2013, 2055):
+                            raise _InDoubt() from exc
+                        raise
+                    except (pymysql.err.InterfaceError, OSError) as exc:
+                        raise _InDoubt() from exc
+            finally:
+                with contextlib.suppress(pymysql.err.Error):
+                    conn.close()
+        # Any: pymysql ships no type hints, so the connection's methods are untyped anyway.
+        conn = connect(
             endpoint,
             autocommit=False,
             connect_timeout=self.connect_timeout_s,

@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pymysql
 import structlog
@@ -50,8 +50,14 @@ from migrator.tools.binlog_text import (
     PositionMarker,
     SessionStatement,
     Transaction,
+    TransactionAbandoned,
+    TransactionPart,
+    Unit,
+    XaOutcome,
     account_statement_kind,
+    admin_statement_kind,
     parse,
+    statement_dml_kind,
     statement_tables,
 )
 from migrator.tools.read_ahead import ReadAhead
@@ -71,6 +77,18 @@ _CREATE_TABLE = f"""CREATE TABLE IF NOT EXISTS {POSITION_TABLE} (
   ddl_text LONGBLOB NULL,
   updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6)
 ) ENGINE=InnoDB"""
+XA_TABLE = f"{quote_identifier(POSITION_SCHEMA)}.`apply_xa`"
+# XA transactions prepared on the source and not yet committed or rolled back there: their prepared part is
+# applied at their XA COMMIT, re-read from the archive by these coordinates. A row is written in the same
+# target transaction that moves the position past the XA PREPARE, and deleted in the one that moves it past
+# the XA COMMIT/ROLLBACK, so a resume anywhere in between neither loses nor repeats the transaction.
+_CREATE_XA_TABLE = f"""CREATE TABLE IF NOT EXISTS {XA_TABLE} (
+  xid VARBINARY(400) NOT NULL PRIMARY KEY COMMENT 'as mysqlbinlog prints it: X''gtrid'',X''bqual'',formatID',
+  file VARCHAR(512) NOT NULL,
+  start_pos BIGINT UNSIGNED NOT NULL,
+  end_pos BIGINT UNSIGNED NOT NULL,
+  apply TINYINT(1) NOT NULL COMMENT '0: the prepared part touches no migrated schema'
+) ENGINE=InnoDB"""
 # GTID bookkeeping the stream sets per transaction: dropped so the target logs GTIDs of its own.
 _GTID_SESSION_VARIABLES = (
     b"gtid_domain_id", b"server_id", b"gtid_seq_no", b"skip_parallel_replication", b"gtid_next"
@@ -81,6 +99,32 @@ _TRUNCATED_TAIL = b"Event truncated"
 
 Position = tuple[str, int]
 FaultHook = Callable[[str], None]
+
+
+@dataclass
+class _Stream:
+    """A large source transaction being applied part by part, in a target transaction of its own."""
+
+    start_pos: int
+    verdict: str
+    reason: str
+
+
+def _unit_bytes(unit: Unit) -> int:
+    """What a parsed unit holds in memory, roughly (the read-ahead bounds the sum)."""
+    if isinstance(unit, (Transaction, TransactionPart)):
+        return 256 + sum(len(s.sql) + 64 for s in unit.statements)
+    if isinstance(unit, SessionStatement):
+        return 64 + len(unit.sql)
+    return 128
+
+
+@dataclass(frozen=True)
+class _PreparedXa:
+    file: str
+    start_pos: int
+    end_pos: int
+    apply: bool
 
 
 @dataclass(frozen=True)
@@ -124,8 +168,11 @@ def lag_bytes(
     return positions.lag_bytes(pairs, applied, source_head)
 
 
-def _run_multi(conn: Any, sql: bytes, count: int) -> list[tuple[Any, ...]]:
-    """Run ``count`` statements sent as one query; return the rows of any result sets.
+def _run_multi(conn: Any, sql: bytes, count: int, want: int | None = None) -> list[tuple[Any, ...]]:
+    """Run ``count`` statements sent as one query; return the rows of the ``want``-th one's result set.
+
+    Only that statement's rows: others may return result sets too (ANALYZE TABLE, a statement-based
+    SELECT), which must not be read as the guard's row.
 
     Results are read by count, not by the server's "more results" flag: MariaDB 10.11 clears that
     flag in the OK packet of a BINLOG statement replaying row events, though it goes on executing the
@@ -138,7 +185,7 @@ def _run_multi(conn: Any, sql: bytes, count: int) -> list[tuple[Any, ...]]:
         if index:
             conn.next_result()
         result = conn._result  # pymysql keeps the current result only here
-        if result is not None and result.rows:
+        if index == want and result is not None and result.rows:
             rows.extend(result.rows)
     return rows
 
@@ -165,6 +212,7 @@ class BinlogApplier:
         group_commit: int = 50,
         log: Any = None,
         max_chunk_bytes: int = 8 << 20,
+        read_ahead_bytes: int = 16 << 20,
         fault_hook: FaultHook | None = None,
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
@@ -178,6 +226,7 @@ class BinlogApplier:
         self.group_commit = max(1, group_commit)
         self.log = log if log is not None else structlog.get_logger()
         self.max_chunk_bytes = max_chunk_bytes
+        self.read_ahead_bytes = read_ahead_bytes  # parsed units waiting for the target, at most
         self.fault_hook = fault_hook
         self._sleep = sleep
         self._monotonic = monotonic
@@ -195,12 +244,15 @@ class BinlogApplier:
         self._pending_bytes = 0
         self._group_open = False  # BEGIN + guard sent, or queued in _pending
         self._group_size = 0
+        self._xa: dict[str, _PreparedXa] = {}  # prepared on the source, applied once committed there
+        self._stream: _Stream | None = None  # a large transaction partly sent, not yet complete
 
     # --- the position row --------------------------------------------------------------------
     def ensure_position_table(self) -> None:
         with MySQLSession(self.target) as session:
             session.execute(f"CREATE DATABASE IF NOT EXISTS {quote_identifier(POSITION_SCHEMA)}")
             session.execute(_CREATE_TABLE)
+            session.execute(_CREATE_XA_TABLE)
             inserted = session.execute(
                 f"INSERT IGNORE INTO {POSITION_TABLE} (id, file, pos, gtid) VALUES (1, %s, %s, %s)",
                 (self.start.file, self.start.position, self.start.gtid),
@@ -240,6 +292,12 @@ class BinlogApplier:
                 f"if it did not: UPDATE {POSITION_TABLE} SET ddl_pending=0 WHERE id=1 (it will run again). "
                 "Then run again.",
             )
+        self._xa = {
+            bytes(xid).decode("utf-8", "surrogateescape"): _PreparedXa(str(f), int(start), int(end), bool(apply))
+            for xid, f, start, end, apply in self._query_rows(
+                f"SELECT xid, file, start_pos, end_pos, apply FROM {XA_TABLE}"
+            )
+        }
         return (str(file), int(pos))
 
     # --- one pass ----------------------------------------------------------------------------
@@ -301,7 +359,10 @@ class BinlogApplier:
         with tempfile.TemporaryFile() as stderr:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr)
             assert proc.stdout is not None
-            ahead = ReadAhead(parse(proc.stdout))  # parses while we wait on the target
+            # Parses while we wait on the target; a transaction larger than a round trip is streamed
+            # into the target transaction as it is read, never held whole (review B7).
+            units = parse(proc.stdout, stream_bytes=self._chunk_budget)
+            ahead = ReadAhead(units, weight=_unit_bytes, max_bytes=self.read_ahead_bytes)
             try:
                 for unit in ahead:
                     end = getattr(unit, "end_pos", None)
@@ -311,6 +372,7 @@ class BinlogApplier:
                     self._consume(file, unit, counters)
                 else:
                     read_all = True
+                self._abort_stream()  # the output ended (or we stopped) inside a large transaction
                 self._commit_group()
             finally:
                 if not read_all and proc.poll() is None:
@@ -358,10 +420,23 @@ class BinlogApplier:
                 hint="the changes after the snapshot are incomplete: take a new snapshot "
                 "(restart from step 2)",
             )
+        elif isinstance(unit, TransactionPart):
+            if unit.start_pos < self._cursor[1]:
+                return  # applied already: the cursor is always at a transaction's boundary
+            self._stream_part(file, unit, counters)
+        elif isinstance(unit, TransactionAbandoned):
+            self._abort_stream()
         elif isinstance(unit, Transaction):
             if unit.end_pos <= self._cursor[1]:
                 return  # before the start position (the tool reprints the file's header)
+            if unit.streamed:
+                self._stream_end(file, unit, counters)
+                return
             self._transaction(file, unit, counters)
+        elif isinstance(unit, XaOutcome):
+            if unit.end_pos <= self._cursor[1]:
+                return
+            self._xa_outcome(file, unit, counters)
 
     def _transaction(self, file: str, tx: Transaction, counters: _Counters) -> None:
         verdict, reason = self._classify(tx)
@@ -375,6 +450,16 @@ class BinlogApplier:
                 "or apply it by hand and move the position past it: "
                 f"UPDATE {POSITION_TABLE} SET file='{file}', pos={tx.end_pos} WHERE id=1",
             )
+        if verdict == "apply":
+            self._refuse_statement_dml(file, tx)
+        if tx.xa_prepared is not None:
+            # Not applied yet: it takes effect at its XA COMMIT. Remember where it is, with the position.
+            prepared = _PreparedXa(file, tx.start_pos, tx.end_pos, verdict == "apply")
+            self._open_group()
+            self._queue(self._record_xa_sql(tx.xa_prepared, prepared))
+            self._xa[tx.xa_prepared] = prepared
+            self._advance(file, tx.end_pos, tx.gtid)
+            return
         if verdict == "skip":
             if reason.startswith("account"):
                 # The text may carry a password: log the kind only.
@@ -389,10 +474,7 @@ class BinlogApplier:
         if tx.is_ddl:
             self._apply_ddl(file, tx, counters)
             return
-        if not self._group_open:
-            self._queue(b"BEGIN")
-            self._queue(_GUARD)
-            self._group_open = True
+        self._open_group()
         for statement in tx.statements:
             self._use_db_for(statement.db if statement.is_query else None)
             sql = _clean(statement.sql)
@@ -400,13 +482,180 @@ class BinlogApplier:
             counters.statements += 1
             counters.bytes += len(sql)
         counters.transactions += 1
+        self._advance(file, tx.end_pos, tx.gtid)
+
+    def _refuse_statement_dml(self, file: str, tx: Transaction | TransactionPart) -> None:
+        dml = next((q for q in tx.queries if statement_dml_kind(q.sql)), None)
+        if dml is None:
+            return
+        self._abort_stream()
+        self._commit_group()
+        self._save_cursor()
+        where = f"{file}:{tx.start_pos}"
+        end = getattr(tx, "end_pos", None)
+        move = f"pos={end}" if end is not None else "pos=<the end of that transaction>"
+        text = dml.sql[:300].decode("utf-8", "replace")
+        raise ApplyConflict(
+            f"the source transaction at {where} (GTID {tx.gtid or '-'}) changes rows of a migrated schema "
+            f"with a statement-based event ({text}): a session on the source still logs with "
+            "binlog_format STATEMENT or MIXED (binlog_format=ROW applies to sessions opened after it was "
+            "set), and replaying the statement could change other rows on the target than on the source",
+            hint="recycle every application connection to the source (restart the pools, or kill the "
+            "sessions opened before binlog_format became ROW) so every session logs rows; then check that "
+            f"this statement is deterministic, run it on the target by hand and move past it: UPDATE "
+            f"{POSITION_TABLE} SET file='{file}', {move} WHERE id=1; and run again. If unsure, "
+            "restart from a new snapshot (step 2) once all sessions log rows",
+        )
+
+    # --- large transactions, part by part ------------------------------------------------------
+    def _stream_part(self, file: str, part: TransactionPart, counters: _Counters) -> None:
+        verdict, reason = self._classify(part)  # by the tables so far
+        if self._stream is None:
+            if verdict == "conflict":
+                self._transaction_conflict(file, part, reason)
+            self._commit_group()  # the large transaction gets a target transaction of its own
+            self._stream = _Stream(part.start_pos, verdict, reason)
+        elif verdict != self._stream.verdict:
+            self._transaction_conflict(file, part, reason)
+        if verdict != "apply":
+            return
+        self._refuse_statement_dml(file, part)
+        self._open_group()
+        for statement in part.statements:
+            self._use_db_for(statement.db if statement.is_query else None)
+            sql = _clean(statement.sql)
+            self._queue(sql)  # sent in round trips of max_chunk_bytes inside the open target transaction
+            counters.statements += 1
+            counters.bytes += len(sql)
+        self._fault("apply.stream_part")
+
+    def _stream_end(self, file: str, tx: Transaction, counters: _Counters) -> None:
+        verdict, reason = self._classify(tx)
+        stream = self._stream
+        if tx.rolled_back:
+            self._abort_stream()
+            counters.skipped += 1
+            self._cursor = (file, tx.end_pos)
+            self._cursor_gtid = tx.gtid or self._cursor_gtid
+            return
+        if stream is None or stream.verdict != verdict or tx.is_ddl:
+            self._transaction_conflict(file, tx, reason or "holds a DDL after its first rows")
+        self._stream = None
+        if verdict == "skip":
+            counters.skipped += 1
+            self._cursor = (file, tx.end_pos)
+            self._cursor_gtid = tx.gtid or self._cursor_gtid
+            return
+        self._refuse_statement_dml(file, tx)
+        self._open_group()
+        for statement in tx.statements:
+            self._use_db_for(statement.db if statement.is_query else None)
+            sql = _clean(statement.sql)
+            self._queue(sql)
+            counters.statements += 1
+            counters.bytes += len(sql)
+        counters.transactions += 1
+        self._advance(file, tx.end_pos, tx.gtid)
+        self._commit_group()
+
+    def _abort_stream(self) -> None:
+        """Roll back what was sent of an incomplete large transaction (and nothing else: it runs alone)."""
+        if self._stream is None:
+            return
+        self._stream = None
+        if self._group_open and self._conn is not None:
+            self._conn.rollback()
+        self._reset_pending()
+        self._cursor = self._committed
+        self._cursor_gtid = None
+
+    def _transaction_conflict(self, file: str, tx: Transaction | TransactionPart, reason: str) -> NoReturn:
+        self._abort_stream()
+        self._commit_group()
+        self._save_cursor()
+        end = getattr(tx, "end_pos", None)
+        raise ApplyConflict(
+            f"the source transaction at {file}:{tx.start_pos} (GTID {tx.gtid or '-'}) {reason}",
+            hint="a transaction can only be applied whole: add the other schemas to migration.schemas, "
+            "or apply it by hand and move the position past it: "
+            f"UPDATE {POSITION_TABLE} SET file='{file}', pos={end if end is not None else '<its end>'} WHERE id=1",
+        )
+
+    def _open_group(self) -> None:
+        if not self._group_open:
+            self._queue(b"BEGIN")
+            self._queue(_GUARD)
+            self._group_open = True
+
+    def _advance(self, file: str, end_pos: int, gtid: str | None) -> None:
+        """A source transaction is queued in the open group: the position moves past it with the group."""
         self._group_size += 1
-        self._cursor = (file, tx.end_pos)
-        self._cursor_gtid = tx.gtid or self._cursor_gtid
+        self._cursor = (file, end_pos)
+        self._cursor_gtid = gtid or self._cursor_gtid
         if self._group_size >= self.group_commit:
             self._commit_group()
 
-    def _classify(self, tx: Transaction) -> tuple[str, str]:
+    # --- XA ----------------------------------------------------------------------------------
+    def _record_xa_sql(self, xid: str, xa: _PreparedXa) -> bytes:
+        conn = self._connection()
+        return (
+            f"INSERT INTO {XA_TABLE} (xid, file, start_pos, end_pos, apply) VALUES "
+            f"({conn.escape(xid.encode('utf-8', 'surrogateescape'))}, {conn.escape(xa.file)}, "
+            f"{int(xa.start_pos)}, {int(xa.end_pos)}, {int(xa.apply)})"
+        ).encode("utf-8", "surrogateescape")
+
+    def _xa_outcome(self, file: str, outcome: XaOutcome, counters: _Counters) -> None:
+        """XA COMMIT: the prepared part, re-read from the archive, runs in the group; XA ROLLBACK: nothing.
+        Either way its bookkeeping row goes, in the same target transaction as the position."""
+        verb = "COMMIT" if outcome.commit else "ROLLBACK"
+        prepared = self._xa.get(outcome.xid)
+        if prepared is None:
+            self._commit_group()
+            self._save_cursor()
+            raise ApplyConflict(
+                f"XA {verb} {outcome.xid} at {file}:{outcome.start_pos} ends an XA transaction whose XA PREPARE "
+                "is not in the applied binlog: it was prepared on the source before the snapshot's "
+                "coordinates, so neither the copy nor the archive holds its changes",
+                hint="take a new snapshot (restart from step 2) at a moment when XA RECOVER on the source "
+                "lists no prepared transaction",
+            )
+        self._open_group()
+        if outcome.commit and prepared.apply:
+            for statement in self._prepared_statements(outcome.xid, prepared):
+                self._use_db_for(statement.db if statement.is_query else None)
+                sql = _clean(statement.sql)
+                self._queue(sql)
+                counters.statements += 1
+                counters.bytes += len(sql)
+            counters.transactions += 1
+        else:
+            counters.skipped += 1
+        conn = self._connection()
+        self._queue(f"DELETE FROM {XA_TABLE} WHERE xid = {conn.escape(outcome.xid.encode('utf-8', 'surrogateescape'))}"
+                    .encode("utf-8", "surrogateescape"))
+        del self._xa[outcome.xid]
+        self._advance(file, outcome.end_pos, outcome.gtid)
+
+    def _prepared_statements(self, xid: str, prepared: _PreparedXa) -> tuple[Any, ...]:
+        """The prepared part's statements, read again from the archive (never held across the wait for
+        its commit). Its session state is not replayed: the rows come from the same source server, whose
+        format description the current file's output has already set."""
+        argv = [self._tool, "--no-defaults", f"--start-position={prepared.start_pos}",
+                f"--stop-position={prepared.end_pos}", str(self.archive_dir / prepared.file)]
+        proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, check=False)
+        found = [u for u in parse(proc.stdout.splitlines()) if isinstance(u, Transaction)
+                 and u.xa_prepared == xid and u.start_pos == prepared.start_pos]
+        if proc.returncode != 0 or len(found) != 1:
+            raise StepFailed(
+                f"could not read the prepared part of XA transaction {xid} back from "
+                f"{prepared.file}:{prepared.start_pos}-{prepared.end_pos} in the archive "
+                f"({proc.stderr.decode('utf-8', 'replace').strip()[-500:] or 'not found'})",
+                hint="the archive must keep every file from the oldest prepared XA transaction on "
+                f"(SELECT * FROM {XA_TABLE} on the target lists them)",
+            )
+        return found[0].statements
+
+    def _classify(self, tx: Transaction | TransactionPart) -> tuple[str, str]:
         """('apply'|'skip'|'conflict', reason)."""
         if tx.rolled_back:
             return "skip", "rolled back on the source"
@@ -422,6 +671,9 @@ class BinlogApplier:
             kind = account_statement_kind(query.sql)
             if kind is not None:
                 return "skip", f"account:{kind}"
+            admin = admin_statement_kind(query.sql)
+            if admin is not None:  # FLUSH needs RELOAD on the target; OPTIMIZE would rebuild a table there
+                return "skip", f"administrative statement {admin} (changes no row)"
         named: set[tuple[str | None, str | None]] = set(tx.tables)
         for query in queries:
             named |= statement_tables(query.sql, query.db)
@@ -466,6 +718,9 @@ class BinlogApplier:
             self._queue(_clean(statement.sql))
             counters.statements += 1
             counters.bytes += len(statement.sql)
+        # MySQL 8.0.21+ logs CREATE TABLE ... SELECT atomically: "CREATE TABLE ... START TRANSACTION", the
+        # rows, Xid. That CREATE leaves a transaction open; end it here, before the position moves.
+        self._queue(b"COMMIT")
         try:
             self._send()
         except pymysql.err.MySQLError as exc:
@@ -511,6 +766,8 @@ class BinlogApplier:
         self._group_size = 0
 
     def _commit_group(self) -> None:
+        if self._stream is not None:
+            self._abort_stream()  # never commit part of a source transaction
         if not self._group_open:
             return
         self._send()
@@ -537,11 +794,12 @@ class BinlogApplier:
         if not self._pending:
             return
         sql, count = _SEPARATOR.join(self._pending), len(self._pending)
+        want = next((i for i, statement in enumerate(self._pending) if statement is _GUARD), None)
         self._pending = []
         self._pending_bytes = 0
         conn = self._connection()
         self._dirty = True
-        guard = _run_multi(conn, sql, count)
+        guard = _run_multi(conn, sql, count, want)
         if guard:
             file, pos, pending = guard[0]
             if (str(file), int(pos)) != self._committed or pending:

@@ -5,6 +5,12 @@ restarts it from the last archived file, which the tool rewrites from its start 
 with O_TRUNC when the file's Format_description event arrives), so a partial last file is healed.
 Files end up byte-identical to the source's, except the in-use flag of the first event's header.
 
+A tool alive but stuck (a dead connection it waits on forever) is found by its output: when the
+archive has not grown for ``stall_seconds`` while the source's head is past it, the tool is killed
+and restarted (review B12). Before every (re)start the source must still be the server the snapshot
+came from, with binlogs that continue the archive (review A6, migrator.mysql.source_identity): a
+failover to another instance stops the run instead of mixing two servers' files.
+
 The child dies with us (PR_SET_PDEATHSIG=SIGKILL, own process group). Note that the kernel sends the
 signal when the *thread* that started the child exits, so start it from a long-lived thread.
 """
@@ -27,9 +33,10 @@ import structlog
 from migrator.endpoint import Endpoint
 from migrator.errors import BinlogGap, StepFailed
 from migrator.mysql.flavour import Flavour
-from migrator.mysql.positions import binlog_sequence
-from migrator.mysql.session import MySQLSession, error_code
-from migrator.platforms.local_server import find_binary
+from migrator.mysql.positions import binlog_sequence, position_key, source_head
+from migrator.mysql.session import MySQLSession, error_code, is_transient
+from migrator.mysql.source_identity import SourceChanged, SourceIdentity, check_same_source
+from migrator.tools import client_tools
 from migrator.tools.defaults_file import DefaultsFile
 
 STDERR_LOG = "streamer.log"
@@ -113,6 +120,8 @@ class BinlogStreamer:
         log: Any = None,
         connect_timeout: float = 15.0,
         max_backoff: float = 30.0,
+        identity: SourceIdentity | None = None,
+        stall_seconds: float = 60.0,
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -124,6 +133,12 @@ class BinlogStreamer:
         self.log = log if log is not None else structlog.get_logger()
         self.connect_timeout = connect_timeout
         self.max_backoff = max_backoff
+        self.identity = identity
+        self.stall_seconds = stall_seconds
+        self._mark: tuple[str, int] | None = None  # the archive's last file and size, last seen
+        self._grew_at = 0.0
+        self._head_checked_at = 0.0
+        self.stall_restarts = 0
         self._sleep = sleep
         self._monotonic = monotonic
         self._first_file: str | None = None
@@ -148,6 +163,7 @@ class BinlogStreamer:
             return
         self._first_file = first_file
         self.archive_dir.mkdir(parents=True, exist_ok=True)
+        self._check_source()
         self._launch()
         deadline = self._monotonic() + self.connect_timeout
         while self._monotonic() < deadline:
@@ -176,7 +192,9 @@ class BinlogStreamer:
         if self._proc.poll() is None:
             if self._credentials is not None and self._streaming():
                 self._release_credentials()
-            return False
+            self._watch_output()
+            if self._proc.poll() is None:
+                return False
         now = self._monotonic()
         if self._died_at is None:
             message = self._exit_message()
@@ -191,6 +209,17 @@ class BinlogStreamer:
             self._died_at = now
         delay = min(self.max_backoff, 0.25 * 2 ** (self.consecutive_failures - 1))
         if now < self._died_at + delay:
+            return False
+        try:
+            self._check_source()
+        except SourceChanged:
+            raise
+        except Exception as exc:  # the source is unreachable: try again after the next backoff
+            if not is_transient(exc) and not isinstance(exc, OSError):
+                raise
+            self.log.warning("streamer.source_unreachable", error=str(exc))
+            self.consecutive_failures += 1
+            self._died_at = now
             return False
         self._launch()
         self.restarts += 1
@@ -219,6 +248,47 @@ class BinlogStreamer:
         return list_archive(self.archive_dir)
 
     # --- internals ---------------------------------------------------------------------------
+    def _check_source(self) -> None:
+        """Raise SourceChanged unless the source is the recorded server and continues the archive."""
+        if self.identity is None:
+            return
+        archived = [(f.name, f.size) for f in self.archived_files()]
+        with MySQLSession(self.source, connect_timeout=10) as session:
+            check_same_source(session, self.flavour, self.identity, archived, self.archive_dir)
+
+    def _watch_output(self) -> None:
+        """Kill a live tool whose archive stopped growing while the source's head moved on (it is stuck)."""
+        now = self._monotonic()
+        archived = self.archived_files()
+        mark = (archived[-1].name, archived[-1].size) if archived else None
+        if mark != self._mark:
+            self._mark, self._grew_at = mark, now
+            return
+        if now - self._grew_at < self.stall_seconds or now - self._head_checked_at < self.stall_seconds / 4:
+            return
+        self._head_checked_at = now
+        try:
+            with MySQLSession(self.source, connect_timeout=10, read_timeout=30) as session:
+                head = source_head(session, self.flavour)
+        except Exception as exc:  # unreachable: the tool cannot do better than wait either
+            self.log.info("streamer.head_unreadable", error=str(exc))
+            return
+        if mark is not None and position_key(head) <= (binlog_sequence(mark[0]), mark[1]):
+            self._grew_at = now  # an idle source: nothing to stream
+            return
+        assert self._proc is not None
+        self.log.warning(
+            "streamer.stalled",
+            pid=self._proc.pid,
+            seconds=round(now - self._grew_at, 1),
+            archived=None if mark is None else f"{mark[0]}:{mark[1]}",
+            source_head=f"{head[0]}:{head[1]}",
+        )
+        self.stall_restarts += 1
+        self._proc.kill()  # SIGKILL ends a stopped or blocked process too
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._proc.wait(timeout=5)
+
     def _resume_file(self) -> str:
         assert self._first_file is not None
         archived = self.archived_files()
@@ -229,16 +299,17 @@ class BinlogStreamer:
     def _launch(self) -> None:
         file = self._resume_file()
         self._release_credentials()
-        credentials = DefaultsFile(self.source, parent=self.secrets_dir)
+        tool = client_tools.for_flavour(self.flavour).binlog  # by --version, not by name (review B3)
+        credentials = DefaultsFile(self.source, parent=self.secrets_dir, product=tool.product)
         path = credentials.__enter__()
         self._credentials = credentials
         argv = [
-            find_binary(*self.flavour.binlog_tool),
+            tool.path,
             f"--defaults-extra-file={path}",  # must come first
             "--read-from-remote-server",
             "--raw",
             "--stop-never",
-            self.flavour.streamer_server_id_option(self.server_id),
+            tool.server_id_option(self.server_id),
             f"--result-file={self.archive_dir}{os.sep}",  # with --raw a prefix: files keep the source's names
             file,
         ]
@@ -254,6 +325,7 @@ class BinlogStreamer:
                 start_new_session=True,
             )
         self._started_at = self._monotonic()
+        self._grew_at = self._started_at
         self._died_at = None
         self.log.info("streamer.started", file=file, pid=self._proc.pid, source=self.source.describe())
 

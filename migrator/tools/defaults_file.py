@@ -1,6 +1,10 @@
 """Credentials for the MySQL command-line tools, in a 0600 file in a 0700 directory, never in argv.
 
 ``--defaults-extra-file`` must be the first option the tool sees. The file is removed on exit.
+TLS options differ by product (migrator/tools/client_tools.py): MariaDB's tools take ``ssl`` and
+``ssl-verify-server-cert``; Oracle's 8.0+ removed both (WL#9091: an unknown option is fatal) and take
+``ssl-mode``, which is also written as DISABLED without TLS, since their default, PREFERRED, would be
+unverified TLS that silently falls back.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import tempfile
 from pathlib import Path
 from types import TracebackType
 
-from migrator.endpoint import Endpoint
+from migrator.endpoint import Endpoint, Tls
 
 
 def _escape(value: str) -> str:
@@ -22,8 +26,9 @@ def _escape(value: str) -> str:
 class DefaultsFile:
     """``with DefaultsFile(endpoint) as path:`` gives a path to pass as ``--defaults-extra-file``."""
 
-    def __init__(self, endpoint: Endpoint, *, parent: Path | None = None) -> None:
+    def __init__(self, endpoint: Endpoint, *, parent: Path | None = None, product: str = "mariadb") -> None:
         self.endpoint = endpoint
+        self.product = product
         self.parent = parent
         self._dir: Path | None = None
         self.path: Path | None = None
@@ -42,13 +47,7 @@ class DefaultsFile:
             f"password={_escape(self.endpoint.password.reveal())}",
             "protocol=TCP",
         ]
-        tls = self.endpoint.tls
-        if tls is not None:
-            lines.append("ssl")
-            if tls.ca_file:
-                lines.append(f"ssl-ca={tls.ca_file}")
-            if tls.verify_identity:
-                lines.append("ssl-verify-server-cert")
+        lines += tls_lines(self.endpoint.tls, self.product)
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as fh:
             fh.write("\n".join(lines) + "\n")
@@ -59,3 +58,19 @@ class DefaultsFile:
     ) -> None:
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
+
+
+def tls_lines(tls: Tls | None, product: str) -> list[str]:
+    if product == "mysql":
+        if tls is None:
+            return ["ssl-mode=DISABLED"]
+        mode = "VERIFY_IDENTITY" if tls.verify_identity else "VERIFY_CA" if tls.ca_file else "REQUIRED"
+        return [f"ssl-mode={mode}", *([f"ssl-ca={tls.ca_file}"] if tls.ca_file else [])]
+    if tls is None:
+        return []
+    lines = ["ssl"]
+    if tls.ca_file:
+        lines.append(f"ssl-ca={tls.ca_file}")
+    if tls.verify_identity:
+        lines.append("ssl-verify-server-cert")
+    return lines

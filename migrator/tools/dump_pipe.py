@@ -1,10 +1,20 @@
 """Copy chunks from the frozen snapshot to the target: ``mariadb-dump --where=<range> | mariadb``.
 
-Tables with a column whose text form loses data (FLOAT: mariadb-dump prints 6 significant digits,
-so 1.2345678 would arrive as 1.23457) take the row path instead: the snapshot renders each row as
-a SQL tuple itself (QUOTE() per value, FLOAT widened to DOUBLE, which is exact and rounds back to
-the same FLOAT on insert, binary as hex) and the rows go to the target as multi-row INSERTs over
-pymysql, in one transaction per chunk as well.
+The paths, each exact for every type (tests/integration/test_copy_types.py forces each one):
+
+- LOAD DATA LOCAL fed by a select (migrator-select-tsv, else the mariadb client), where the target
+  allows local_infile: values travel as stored bytes; FLOAT as DOUBLE text, BIT as a number, ENUM
+  by index and SET by bitmask.
+- The dump pipe otherwise. Tables with a column whose text form loses data (FLOAT: mariadb-dump
+  prints 6 significant digits, so 16777216 arrives as 16777200; an ENUM or SET with a member '')
+  take the row path instead: the snapshot renders each row as a SQL tuple itself (FLOAT widened
+  to DOUBLE, which is exact and rounds back to the same FLOAT on insert; character values as hex
+  with their character set; binary as hex; ENUM/SET by number) and the rows go to the target as
+  multi-row INSERTs over pymysql, in one transaction per chunk as well.
+
+ENUM's index-0 value ('' stored under a permissive sql_mode) is refused by strict mode (review
+B9), so loads of tables with ENUM columns run non-strict and fail on any warning those values do
+not explain.
 
 Each chunk is one target transaction (``--no-autocommit`` wraps the dump in ``autocommit=0 ...
 COMMIT``), loaded straight from one process's stdout into the other's stdin: no files, no Python
@@ -19,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import select
 import shutil
 import subprocess
@@ -27,7 +38,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -41,6 +52,7 @@ import structlog
 
 from migrator.endpoint import Endpoint
 from migrator.errors import StepFailed
+from migrator.mysql.binlog_readers import binlog_readers
 from migrator.mysql.chunking import SESSION_TIME_ZONE, Chunk, chunk_rows_source
 from migrator.mysql.flavour import Flavour
 from migrator.mysql.schema import (
@@ -51,8 +63,15 @@ from migrator.mysql.schema import (
     missing_indexes,
     table_info,
 )
-from migrator.mysql.session import MySQLSession, error_code, is_transient, qualified, quote_identifier
-from migrator.platforms.local_server import find_binary
+from migrator.mysql.session import (
+    MySQLSession,
+    error_code,
+    is_transient,
+    qualified,
+    quote_identifier,
+    scaled_read_timeout,
+)
+from migrator.tools import client_tools
 from migrator.tools.defaults_file import DefaultsFile
 
 # Error numbers in a tool's stderr that are worth one more attempt of the same chunk.
@@ -62,6 +81,10 @@ MAX_ALLOWED_PACKET = "1G"
 STDERR_LIMIT = 4000
 # Column types whose text form (what mariadb-dump prints) does not round-trip: the row path copies them.
 LOSSY_TEXT_TYPES = frozenset({"float"})
+# Character columns: the row path sends their bytes as a hex literal with the column's character set.
+STRING_TYPES = frozenset({"char", "varchar", "tinytext", "text", "mediumtext", "longtext", "json"})
+# Loaded by number (ENUM index, SET bitmask): the text '' is ambiguous (index 0, or a member '').
+ORDINAL_TYPES = frozenset({"enum", "set"})
 # Types rendered as hex literals on the row path (bytes, not characters).
 BINARY_TYPES = frozenset(
     {
@@ -81,6 +104,11 @@ BINARY_TYPES = frozenset(
         "geometrycollection",
     }
 )
+# What `mariadb --show-warnings` prints for each warning of a statement (not notes), except 1906:
+# mariadb-dump writes generated columns' values too, which the server ignores (and recomputes).
+_WARNING = re.compile(r"^Warning \(Code (?!1906\))\d+\): ")
+# The most warnings a statement keeps for SHOW WARNINGS (the server's maximum of max_error_count).
+MAX_ERROR_COUNT = 65535
 # How chunks are copied: see ChunkCopier.method_for.
 METHODS = ("auto", "load-data", "dump", "rows")
 # Multi-row INSERTs of the row path are sent at about this size (capped by the target's packet).
@@ -98,9 +126,62 @@ def find_select_tsv() -> str | None:
     return shutil.which(SELECT_TSV)
 
 
+def enum_members(column_type: str) -> list[str]:
+    """The members of ``enum('a','it''s')`` / ``set(...)`` as information_schema.COLUMNS spells them."""
+    members: list[str] = []
+    body = column_type[column_type.index("(") + 1 : column_type.rindex(")")]
+    i = 0
+    while i < len(body):
+        if body[i] != "'":
+            i += 1  # the comma between members
+            continue
+        value, i = [], i + 1
+        while i < len(body):
+            if body[i] == "'" and body[i + 1 : i + 2] == "'":
+                value.append("'")
+                i += 2
+            elif body[i] == "'":
+                i += 1
+                break
+            else:
+                value.append(body[i])
+                i += 1
+        members.append("".join(value))
+    return members
+
+
+def text_form_is_lossy(col: ColumnInfo) -> bool:
+    """Whether mariadb-dump's text of this column can load as another value.
+
+    FLOAT prints with 6 significant digits. Where an ENUM or SET has a member '', the text of
+    ENUM's index-0 error value ('') loads as that member, and a SET's ',x' as 'x' alone.
+    """
+    if col.data_type in LOSSY_TEXT_TYPES:
+        return True
+    return col.data_type in ORDINAL_TYPES and "" in enum_members(col.column_type)
+
+
 def has_lossy_columns(table: TableInfo) -> bool:
-    """Whether mariadb-dump would change a value of this table (see LOSSY_TEXT_TYPES)."""
-    return any(c.data_type in LOSSY_TEXT_TYPES for c in table.columns if not c.generated)
+    """Whether mariadb-dump would change a value of this table (see text_form_is_lossy)."""
+    return any(text_form_is_lossy(c) for c in table.columns if not c.generated)
+
+
+def enum_zeros_sql(table: TableInfo) -> str:
+    """How many of a row's ENUM values are the index-0 error value ('' stored under a permissive sql_mode).
+
+    Strict mode refuses that value (1265, review B9); a non-strict load takes each with exactly one
+    warning 1265, so the loads expect that many warnings and no other.
+    """
+    terms = [
+        f"({quote_identifier(c.name)} + 0 = 0)"
+        for c in table.columns
+        if c.data_type == "enum" and not c.generated
+    ]
+    return f"COALESCE({' + '.join(terms)}, 0)" if terms else "0"
+
+
+def has_enum_columns(table: TableInfo) -> bool:
+    return any(c.data_type == "enum" and not c.generated for c in table.columns)
 
 
 def _value_sql(col: ColumnInfo) -> str:
@@ -109,11 +190,23 @@ def _value_sql(col: ColumnInfo) -> str:
         value = f"CAST(CAST({name} AS DOUBLE) AS CHAR)"  # every digit of the stored float
     elif col.data_type == "bit":
         value = f"CAST({name} AS UNSIGNED)"
+    elif col.data_type in ORDINAL_TYPES:
+        value = f"CAST({name} + 0 AS CHAR)"  # ENUM index, SET bitmask
     elif col.data_type in BINARY_TYPES:
         value = f"CONCAT('X''', HEX({name}), '''')"
+    elif col.data_type in STRING_TYPES:
+        # utf8mb4 (the connection's character set) goes as quoted text: bytes unchanged, and an
+        # invalid sequence fails the INSERT with a warning. Any other character set goes as its
+        # stored bytes with that set (_latin1 X'E9'), converted nowhere (QUOTE of a NULL in a utf16
+        # column came back as the utf16 reading of 'NULL', '乕䱌'). Hex for all would send twice
+        # the bytes (59 MB instead of 31 MB for a 200k-row text table, measured).
+        value = (
+            f"IF(CHARSET({name}) = 'utf8mb4', CAST(QUOTE({name}) AS BINARY),"
+            f" CAST(CONCAT('_', CHARSET({name}), ' X''', HEX({name}), '''') AS BINARY))"
+        )
     else:
-        # QUOTE escapes with backslashes: the loading session runs without NO_BACKSLASH_ESCAPES.
-        value = f"CONVERT(QUOTE({name}) USING utf8mb4)"
+        # Numbers and temporal values print exactly as ASCII text (TIMESTAMP in the session's UTC).
+        value = f"QUOTE({name})"
     return f"IFNULL({value}, 'NULL')"
 
 
@@ -134,6 +227,8 @@ def _tsv_value_sql(col: ColumnInfo) -> str:
         return f"CAST({name} AS DOUBLE)"  # every digit of the stored float; it rounds back exactly
     if col.data_type == "bit":
         return f"CAST({name} AS UNSIGNED)"
+    if col.data_type in ORDINAL_TYPES:
+        return f"{name} + 0"
     return name  # text and bytes alike: the select sends them unconverted (binary results)
 
 
@@ -163,13 +258,14 @@ def tsv_load_columns(table: TableInfo, *, null_flags: bool = True) -> tuple[list
     for i, col in enumerate(c for c in table.columns if not c.generated):
         name = quote_identifier(col.name)
         flagged = col.nullable and null_flags
-        if not (flagged or col.data_type in ("bit", "json")):
+        if not (flagged or col.data_type in ("bit", "json") or col.data_type in ORDINAL_TYPES):
             targets.append(name)
             continue
         value = f"@v{i}"
         targets.append(value)
         expr = value
-        if col.data_type == "bit":
+        if col.data_type == "bit" or col.data_type in ORDINAL_TYPES:
+            # A number stores an ENUM by index, a SET by bitmask; the string '2' would be a member '2'.
             expr = f"CAST({value} AS UNSIGNED)"
         elif col.data_type == "json":  # MySQL refuses JSON from a binary string; its text is utf8mb4
             expr = f"CONVERT({value} USING utf8mb4)"
@@ -361,6 +457,7 @@ class ChunkCopier:
         method: str = "auto",
         skip_target_binlog: bool = True,
         fast_select: bool = True,
+        select_tool: str | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         if workers < 1:
@@ -379,7 +476,7 @@ class ChunkCopier:
         self.chunk_timeout = chunk_timeout
         self.monotonic = monotonic
         # "auto": LOAD DATA where the target allows LOCAL INFILE, else the dump pipe (and the row
-        # path for tables with lossy columns). "dump" alone exists to show the FLOAT loss in tests.
+        # path for tables with lossy columns). The others force one path (tests, diagnosis).
         self.method = method
         self._local_infile = False
         # The copied rows need not be in the target's binlog (nothing replicates from the target
@@ -387,11 +484,13 @@ class ChunkCopier:
         self.skip_target_binlog = skip_target_binlog
         self._binlog_off = False
         self._tables: dict[tuple[str, str], TableInfo] = {}
-        self._dump_tool = find_binary(*flavour.dump_tool)
-        self._client_tool = find_binary(*flavour.client_tool)
+        self._tools = client_tools.for_flavour(flavour)  # by --version, one product (review B3)
+        self._dump_tool = self._tools.dump.path
+        self._client_tool = self._tools.client.path
         # The LOAD DATA path's select: migrator-select-tsv where built (a fifth of the CPU of
         # `mariadb --batch`, whose byte-by-byte escaping cost 5.4 CPU-s of a 31 CPU-s bench copy).
-        self._select_tsv = find_select_tsv() if fast_select else None
+        # ``select_tool`` names another build of it (tests build the checkout's source).
+        self._select_tsv = (select_tool or find_select_tsv()) if fast_select else None
         self._prefix = _pdeathsig_prefix()
         self._local = threading.local()
         self._sessions: list[MySQLSession] = []
@@ -415,6 +514,7 @@ class ChunkCopier:
             "--default-character-set=utf8mb4",
             f"--max-allowed-packet={MAX_ALLOWED_PACKET}",
             # --compact is deliberately absent: it drops the SET TIME_ZONE='+00:00' header.
+            *self._tools.dump.dump_options(),  # Oracle's: --set-gtid-purged=OFF
             f"--where={chunk.where_sql()}",
             chunk.schema,
             chunk.table,
@@ -432,11 +532,12 @@ class ChunkCopier:
         ]
 
     def load_argv(self, defaults: Path, chunk: Chunk) -> list[str]:
-        return [
-            *self._client_argv(defaults),
-            *(["--init-command=SET SESSION sql_log_bin=0"] if self._binlog_off else []),
-            chunk.schema,
-        ]
+        # The dump sets its own non-strict sql_mode: the client prints every warning (up to
+        # max_error_count per statement) and _check_dump_warnings accounts for each.
+        init = f"SET SESSION max_error_count = {MAX_ERROR_COUNT}"
+        if self._binlog_off:
+            init += ", SESSION sql_log_bin = 0"
+        return [*self._client_argv(defaults), "--show-warnings", f"--init-command={init}", chunk.schema]
 
     # --- target session per worker thread ----------------------------------------------------
     def _target_session(self) -> MySQLSession:
@@ -463,6 +564,10 @@ class ChunkCopier:
         with MySQLSession(self.target) as session:
             if str(session.value("SELECT @@log_bin")) not in ("1", "ON"):
                 return False
+            readers = binlog_readers(session)
+            if readers:  # they would get the applier's changes but none of the copied rows (review A7)
+                self.log.info("copy.target_binlog_kept", reason=f"the target's binlog is read by {readers}")
+                return False
             try:
                 session.execute("SET SESSION sql_log_bin = 0")
             except pymysql.err.MySQLError as exc:
@@ -487,6 +592,17 @@ class ChunkCopier:
                 session.close()
                 setattr(self._local, name, None)
 
+    def use_tables(self, tables: Iterable[TableInfo]) -> None:
+        """The layouts the plan was made from: chunks of these tables need no catalog read (review C2)."""
+        with self._sessions_lock:
+            self._tables.update({(t.schema, t.name): t for t in tables})
+
+    def forget_tables(self, tables: Iterable[TableInfo]) -> None:
+        """Drop layouts of tables whose chunks are all copied: memory stays flat in the number of tables."""
+        with self._sessions_lock:
+            for t in tables:
+                self._tables.pop((t.schema, t.name), None)
+
     def _table(self, chunk: Chunk) -> TableInfo:
         key = (chunk.schema, chunk.table)
         with self._sessions_lock:
@@ -498,16 +614,20 @@ class ChunkCopier:
         return found
 
     def method_for(self, chunk: Chunk) -> str:
-        """How ``chunk`` is copied: "load-data", "dump" or "rows" (after copy() probed the target)."""
-        if self.method == "load-data" and not self._local_infile:
-            return "rows" if has_lossy_columns(self._table(chunk)) else "dump"
-        if self.method != "auto":
-            return self.method
-        # LOAD DATA (exact for FLOAT too: it travels as DOUBLE text) costs the target a quarter less
-        # CPU than parsing INSERTs; without local_infile on the target, the dump pipe.
-        if self._local_infile:
-            return "load-data"
-        return "rows" if has_lossy_columns(self._table(chunk)) else "dump"
+        """How ``chunk`` is copied: "load-data", "dump" or "rows" (after copy() probed the target).
+
+        The dump pipe never takes a table whose text form loses a value (FLOAT, an ENUM or SET with
+        a member ''; see text_form_is_lossy): those go by the row path, asked for or not.
+        """
+        wanted = self.method
+        if wanted == "auto" or (wanted == "load-data" and not self._local_infile):
+            # LOAD DATA (exact for every type: FLOAT travels as DOUBLE text, ENUM/SET by number)
+            # costs the target a quarter less CPU than parsing INSERTs; without local_infile on the
+            # target, the dump pipe.
+            wanted = "load-data" if self._local_infile else "dump"
+        if wanted == "dump" and has_lossy_columns(self._table(chunk)):
+            return "rows"
+        return wanted
 
     # --- the LOAD DATA path ------------------------------------------------------------------
     @property
@@ -544,7 +664,12 @@ class ChunkCopier:
         )
 
     def load_script(self, chunk: Chunk, path: str) -> str:
-        """What the loader client runs, up to (not including) the COMMIT we send once the select ended well."""
+        """What the loader client runs, up to (not including) the COMMIT we send once the select ended well.
+
+        It ends with a line ``loaded <rows> <unexplained warnings>``, after the LOAD's first warnings.
+        """
+        table = self._table(chunk)
+        enums = has_enum_columns(table)
         settings = [
             f"time_zone = '{SESSION_TIME_ZONE}'",
             # unique_checks stays on: with it off, MariaDB turns an INSERT into an empty table into a
@@ -552,18 +677,30 @@ class ChunkCopier:
             # table then wait, or hang with a plain SELECT on it stuck in "Statistics" (seen here).
             "foreign_key_checks = 0",
             # Strict: a value the column would not take as it is fails the chunk instead of changing.
-            f"sql_mode = 'STRICT_ALL_TABLES,{SCHEMA_SQL_MODE}'",
+            # Not with ENUM columns: strict refuses their index-0 value (B9); there every warning
+            # but one per index-0 value fails the chunk instead.
+            f"sql_mode = '{SCHEMA_SQL_MODE}'" if enums else f"sql_mode = 'STRICT_ALL_TABLES,{SCHEMA_SQL_MODE}'",
         ]
         if self.chunk_timeout is not None:
             settings.append(f"lock_wait_timeout = {max(1, int(self.chunk_timeout))}")
         if self._binlog_off:
             settings.append("sql_log_bin = 0")
+        explained = "0"
+        if enums:
+            # The loaded range is read again only when the LOAD warned (IF runs one branch).
+            explained = (
+                f"IF(@migrator_warnings = 0, 0, (SELECT COALESCE(SUM({enum_zeros_sql(table)}), 0)"
+                f" FROM {table.sql_name} WHERE {chunk.where_sql()}))"
+            )
         return (
             "SET SESSION " + ", SESSION ".join(settings) + ";\n"
             "START TRANSACTION;\n"
             f"{self.load_data_sql(chunk, path)};\n"
-            # @@warning_count is the LOAD's here: a short line or a cut value only warns, even in strict mode.
-            "SELECT 'loaded', ROW_COUNT(), @@warning_count;\n"
+            # @@warning_count is the LOAD's here: a short line or a cut value only warns, even in
+            # strict mode. A SET keeps the LOAD's warnings for SHOW WARNINGS.
+            "SET @migrator_rows = ROW_COUNT(), @migrator_warnings = @@warning_count;\n"
+            "SHOW WARNINGS LIMIT 5;\n"
+            f"SELECT 'loaded', @migrator_rows, @migrator_warnings - {explained};\n"
         )
 
     def _load_data(self, chunk: Chunk, select_cnf: Path, load_cnf: Path) -> tuple[int, int]:
@@ -629,8 +766,7 @@ class ChunkCopier:
                 with contextlib.suppress(BrokenPipeError):
                     if len(loaded) == 3 and int(loaded[2]) == 0:
                         loader.stdin.write(b"COMMIT;\n")
-                    elif loaded:  # a value was truncated, a field missing...: keep nothing, say what
-                        loader.stdin.write(b"SHOW WARNINGS LIMIT 5;\n")
+                    # else a value was truncated, a field missing...: keep nothing (no COMMIT)
                     loader.stdin.close()
                 output += _read_until(loader.stdout, None, deadline, self.monotonic)
                 _wait_unreaped(loader, deadline, self.monotonic)
@@ -659,10 +795,11 @@ class ChunkCopier:
         if len(loaded) != 3:
             raise ChunkCopyFailed(chunk, f"the loader printed no row count: {output[-500:]!r} {load_text}")
         if int(loaded[2]) != 0:
-            warnings = output.decode("utf-8", "replace").split("loaded\t", 1)[-1].strip()[-STDERR_LIMIT:]
+            warnings = output.decode("utf-8", "replace").split("loaded\t", 1)[0].strip()[-STDERR_LIMIT:]
             raise ChunkCopyFailed(
                 chunk,
-                f"LOAD DATA gave {int(loaded[2])} warning(s), so nothing of the chunk was kept: {warnings}",
+                f"LOAD DATA gave {int(loaded[2])} warning(s) beyond those of index-0 ENUM values, so nothing"
+                f" of the chunk was kept: {warnings}",
             )
         if select_text or load_text:
             self.log.warning("copy.tool_stderr", chunk=chunk.chunk_id(), dump=select_text, load=load_text)
@@ -682,7 +819,11 @@ class ChunkCopier:
         return allowed
 
     def _copy_rows(self, chunk: Chunk) -> int:
-        """The row path: snapshot-rendered tuples, multi-row INSERTs, one transaction. Returns bytes sent."""
+        """The row path: snapshot-rendered tuples, multi-row INSERTs, one transaction. Returns bytes sent.
+
+        The session is not strict (strict refuses ENUM's index-0 value, review B9), so any warning
+        other than the one each index-0 value gives fails the chunk: no value is changed silently.
+        """
         table = self._table(chunk)
         source, target = self._snapshot_session(), self._target_session()
         budget = min(ROW_BATCH_BYTES, self._target_packet(target) // 2)
@@ -692,13 +833,14 @@ class ChunkCopier:
         target.conn.begin()
         try:
             batch: list[bytes] = []
-            size = 0
+            size = zeros = 0
             with source.conn.cursor(pymysql.cursors.SSCursor) as cur:
                 cur.execute(
-                    f"SELECT {row_tuple_sql(table)} FROM {chunk_rows_source(table, chunk)} WHERE {chunk.where_sql()}"
+                    f"SELECT {row_tuple_sql(table)}, {enum_zeros_sql(table)}"
+                    f" FROM {chunk_rows_source(table, chunk)} WHERE {chunk.where_sql()}"
                 )
                 while rows := cur.fetchmany(ROW_FETCH):
-                    for (text,) in rows:
+                    for text, row_zeros in rows:
                         if text is None:
                             raise ChunkCopyFailed(
                                 chunk,
@@ -708,11 +850,12 @@ class ChunkCopier:
                         row = bytes(text)
                         batch.append(row)
                         size += len(row) + 1
+                        zeros += int(row_zeros)
                         if size >= budget:
-                            sent += self._send_rows(target, prefix, batch)
-                            batch, size = [], 0
+                            sent += self._send_rows(chunk, target, prefix, batch, zeros)
+                            batch, size, zeros = [], 0, 0
             if batch:
-                sent += self._send_rows(target, prefix, batch)
+                sent += self._send_rows(chunk, target, prefix, batch, zeros)
             target.conn.commit()
         except BaseException:
             with contextlib.suppress(pymysql.err.Error):
@@ -721,9 +864,19 @@ class ChunkCopier:
         return sent
 
     @staticmethod
-    def _send_rows(target: MySQLSession, prefix: bytes, rows: list[bytes]) -> int:
+    def _send_rows(chunk: Chunk, target: MySQLSession, prefix: bytes, rows: list[bytes], zeros: int) -> int:
         sql = prefix + b",".join(rows)
-        target.conn.query(sql)
+        with target.conn.cursor() as cur:
+            cur.execute(sql)  # bytes go to the server as they are
+            warnings = cur.warning_count
+            if warnings != zeros:
+                cur.execute("SHOW WARNINGS LIMIT 5")
+                said = "; ".join(f"{code} {message}" for _, code, message in cur.fetchall())
+                raise ChunkCopyFailed(
+                    chunk,
+                    f"an INSERT gave {warnings - zeros} warning(s) beyond those of index-0 ENUM values,"
+                    f" so nothing of the chunk was kept: {said}",
+                )
         return len(sql)
 
     def _target_packet(self, target: MySQLSession) -> int:
@@ -759,7 +912,11 @@ class ChunkCopier:
         deadline = None if self.chunk_timeout is None else self.monotonic() + self.chunk_timeout
         first, second = self.dump_argv(dump_cnf, chunk), self.load_argv(load_cnf, chunk)
         first_name, second_name = Path(self._dump_tool).name, Path(self._client_tool).name
-        with tempfile.TemporaryFile() as dump_err, tempfile.TemporaryFile() as load_err:
+        with (
+            tempfile.TemporaryFile() as dump_err,
+            tempfile.TemporaryFile() as load_err,
+            tempfile.TemporaryFile() as load_out,
+        ):
             dump = subprocess.Popen(
                 first,
                 stdin=subprocess.DEVNULL,
@@ -770,7 +927,7 @@ class ChunkCopier:
                 load = subprocess.Popen(
                     second,
                     stdin=dump.stdout,
-                    stdout=subprocess.DEVNULL,
+                    stdout=load_out,
                     stderr=load_err,
                 )
             except BaseException:
@@ -797,13 +954,38 @@ class ChunkCopier:
                     proc.wait()
                 raise
             dump_text, load_text = _tail(dump_err), _tail(load_err)
+            load_out.seek(0)
+            warnings = [line for line in load_out.read().decode("utf-8", "replace").splitlines() if _WARNING.match(line)]
         self._raise_for_tools(
             chunk, timed_out, (first_name, dump_rc, dump_text), (second_name, load_rc, load_text)
         )
+        if warnings:
+            self._check_dump_warnings(chunk, warnings)
         if dump_text or load_text:
             # Both exited 0, so the chunk committed; what they said is kept for the operator.
             self.log.warning("copy.tool_stderr", chunk=chunk.chunk_id(), dump=dump_text, load=load_text)
         return written if written is not None else 0
+
+    def _check_dump_warnings(self, chunk: Chunk, warnings: list[str]) -> None:
+        """Fail the chunk unless each warning of the dump's load is one of an index-0 ENUM value.
+
+        The dump commits itself, so the rows stay until the next attempt (or run) clears the range.
+        """
+        table = self._table(chunk)
+        zeros = 0
+        if has_enum_columns(table):
+            zeros = int(
+                self._target_session().value(
+                    f"SELECT COALESCE(SUM({enum_zeros_sql(table)}), 0) FROM {table.sql_name} WHERE {chunk.where_sql()}"
+                )
+            )
+        if len(warnings) != zeros:
+            raise ChunkCopyFailed(
+                chunk,
+                f"the load gave {len(warnings) - zeros} warning(s) beyond those of index-0 ENUM values (a value"
+                f" changed on the way; the range is cleared and reloaded when the copy runs again): "
+                + "; ".join(warnings[:5]),
+            )
 
     def _raise_for_tools(self, chunk: Chunk, timed_out: bool, *tools: tuple[str, int, str]) -> None:
         """ChunkCopyFailed naming the timeout or each tool (name, exit code, stderr) that did not exit 0."""
@@ -826,7 +1008,9 @@ class ChunkCopier:
         if missing:
             started = self.monotonic()
             try:
-                target.execute(f"ALTER TABLE {table.sql_name} " + ", ".join(f"ADD {d}" for d in missing))
+                # An index build of a big table runs for hours: not a dead connection (review B12).
+                with target.long_statement(scaled_read_timeout(table.data_length + table.index_length)):
+                    target.execute(f"ALTER TABLE {table.sql_name} " + ", ".join(f"ADD {d}" for d in missing))
             except pymysql.err.MySQLError as exc:
                 # 1061: an ALTER of a killed earlier run was still finishing (the server completes it
                 # after its client died, and we waited behind it): what it added is there now.
@@ -908,8 +1092,9 @@ class ChunkCopier:
         progress()
         failure: BaseException | None = None
         with ExitStack() as stack:
-            dump_cnf = stack.enter_context(DefaultsFile(self.snapshot, parent=self.secrets_dir))
-            load_cnf = stack.enter_context(DefaultsFile(self.target, parent=self.secrets_dir))
+            product = self._tools.product
+            dump_cnf = stack.enter_context(DefaultsFile(self.snapshot, parent=self.secrets_dir, product=product))
+            load_cnf = stack.enter_context(DefaultsFile(self.target, parent=self.secrets_dir, product=product))
             pool = stack.enter_context(
                 ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="copy")
             )

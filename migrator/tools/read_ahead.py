@@ -10,7 +10,7 @@ batch, and an item waits at most ``max_delay`` for a waiting consumer when no ba
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -24,9 +24,17 @@ class ReadAhead(Generic[T]):
     applier kills the tool first, which ends its pipe). It stops the producer from taking more.
     """
 
-    def __init__(self, source: Iterable[T], *, limit: int = 4096, batch: int = 64, max_delay: float = 0.005) -> None:
+    def __init__(
+        self, source: Iterable[T], *, limit: int = 4096, batch: int = 64, max_delay: float = 0.005,
+        weight: Callable[[T], int] | None = None, max_bytes: int | None = None,
+    ) -> None:
         self._source = source
         self._limit = limit  # items held at most: memory stays bounded when the consumer is slow
+        # ... and their bytes (by ``weight``): 4,096 units of a few MB each would be GBs. One item is always
+        # taken, whatever its weight, so a single large one cannot stall the pipe.
+        self._weight = weight
+        self._max_bytes = max_bytes
+        self._bytes = 0
         self._batch = batch  # a waiting consumer is woken for this many items (a wake-up costs GIL handovers)
         self._max_delay = max_delay  # ... or finds fewer after this long (the producer may be blocked on input)
         self._items: list[T] = []
@@ -43,8 +51,9 @@ class ReadAhead(Generic[T]):
         cond = self._cond
         try:
             for item in self._source:
+                size = self._weight(item) if self._weight is not None else 0
                 with cond:
-                    while len(self._items) >= self._limit and not self._stopped:
+                    while (len(self._items) >= self._limit or self._over_bytes(size)) and not self._stopped:
                         self._producer_waits = True
                         cond.notify()  # the consumer may be waiting for a batch larger than the limit
                         cond.wait()
@@ -52,6 +61,7 @@ class ReadAhead(Generic[T]):
                     if self._stopped:
                         return
                     self._items.append(item)
+                    self._bytes += size
                     if self._consumer_waits and len(self._items) >= self._batch:
                         cond.notify()
         except BaseException as exc:  # raised in the consumer
@@ -60,6 +70,9 @@ class ReadAhead(Generic[T]):
         with cond:
             self._done = True
             cond.notify()
+
+    def _over_bytes(self, size: int) -> bool:
+        return self._max_bytes is not None and bool(self._items) and self._bytes + size > self._max_bytes
 
     def __iter__(self) -> Iterator[T]:
         cond = self._cond
@@ -70,6 +83,7 @@ class ReadAhead(Generic[T]):
                     cond.wait(self._max_delay)
                     self._consumer_waits = False
                 items, self._items = self._items, []
+                self._bytes = 0
                 done, error = self._done, self._error
                 if self._producer_waits:
                     cond.notify()

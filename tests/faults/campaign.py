@@ -32,6 +32,7 @@ WEIGHTS = {
     "ddl": 1.5,
     "binlog-purged": 0.3,
     "disk-full": 0.3,
+    "shapes": 3,
 }
 
 
@@ -91,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kind", action="append", choices=sorted(WEIGHTS), help="only these kinds")
     parser.add_argument("--exact", action="store_true", help="--seed is the trial's own seed (replay)")
     parser.add_argument("--workdir", default=None, help="where sandboxes go (default: a temp dir)")
+    parser.add_argument("--shapes", action="store_true",
+                        help="every trial's writer uses every transaction shape (autocommit on/off, XA, "
+                        "ANALYZE/FLUSH), not only the shapes kind's")
     parser.add_argument("--max-minutes", type=float, default=None,
                         help="start no new trial after this long; the summary covers the trials run")
     args = parser.parse_args(argv)
@@ -101,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         plan: list[tuple[str, int, dict[str, Any]]] = [(args.kind[0], seed, {}) for _ in range(args.trials)]
     else:
         plan = schedule(args.trials, seed, args.kind)
+    if args.shapes:
+        plan = [(kind, trial_seed, {**params, "shapes": True}) for kind, trial_seed, params in plan]
     _isolate_credentials(seed)
     root = Path(args.workdir or tempfile.mkdtemp(prefix="fault-campaign-"))
     root.mkdir(parents=True, exist_ok=True)

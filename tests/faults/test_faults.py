@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from migrator.engine import EXECUTION_ORDER
 from migrator.errors import EXIT_BAD_INPUT, EXIT_OK
 from tests.conftest import MakeServer
 from tests.faults.harness import RUN_TIMEOUT, sigkill, world
@@ -34,7 +35,7 @@ def assert_passed(result: Any) -> None:
 @pytest.mark.parametrize("point", POINTS)
 def test_kill_at_every_step_boundary(point: str, make_server: MakeServer, tmp_path: Path) -> None:
     """14 SIGKILLs in one migration, one at this boundary of every step, each followed by a resume."""
-    points = [f"step.{n}.{point}" for n in range(1, 15)]
+    points = [f"step.{n}.{point}" for n in EXECUTION_ORDER]  # 12 runs before 9
     result = run_trial("boundary", 100, make_server, tmp_path, points=points)
     assert_passed(result)
     assert result.faults == 14

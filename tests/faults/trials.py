@@ -18,12 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from migrator.engine import EXECUTION_ORDER
 from migrator.errors import EXIT_OK, EXIT_STEP_FAILED
 from tests.conftest import MakeServer
 from tests.faults.harness import World, journal_facts, sigkill, world
 
 POINTS = ("before_begin", "before_complete", "after_complete")
-ALL_BOUNDARIES = tuple(f"step.{n}.{p}" for n in range(1, 15) for p in POINTS)
+# In execution order (step 12 runs before step 9): a kill point is reached only after the ones before it.
+ALL_BOUNDARIES = tuple(f"step.{n}.{p}" for n in EXECUTION_ORDER for p in POINTS)
 # Seconds a step lasts on a scale-1 sandbox (measured): a random kill lands within it.
 STEP_WINDOW = {5: 0.06, 6: 2.0, 7: 0.05, 10: 0.12}
 APPLY_HOOKS = ("apply.before_commit", "apply.after_commit")
@@ -359,6 +361,15 @@ def target_disk_full(c: Ctx) -> None:
     c.w.finish()
 
 
+def shapes_crash(c: Ctx) -> None:
+    """The writer in every transaction shape (autocommit on/off, XA, ANALYZE/FLUSH between them), and a
+    SIGKILL inside the applier around its Nth group COMMIT: each shape must land exactly once."""
+    hook = c.params.get("hook") or c.rng.choice(APPLY_HOOKS)
+    nth = c.params.get("nth") or c.rng.randint(1, 6)
+    c.expect_killed({"MIGRATOR_CRASH_AT": f"{hook}@{nth}"})
+    c.w.finish()
+
+
 KINDS: dict[str, Callable[[Ctx], None]] = {
     "boundary": boundary,
     "kill-in-step": kill_in_step,
@@ -371,6 +382,7 @@ KINDS: dict[str, Callable[[Ctx], None]] = {
     "ddl": ddl_mid_stream,
     "binlog-purged": binlog_purged,
     "disk-full": target_disk_full,
+    "shapes": shapes_crash,
 }
 # Kinds whose pass is a clean stop, not a finished migration.
 STOPS = {"binlog-purged"}
@@ -403,6 +415,8 @@ def run_trial(kind: str, seed: int, make_server: MakeServer, tmp_path: Path, **p
     if kind.startswith("net-"):
         side = params.setdefault("side", rng.choice(["source", "target"]))
         options["proxy_source" if side == "source" else "proxy_target"] = True
+    if kind == "shapes" or params.pop("shapes", False):
+        options["shapes"] = True
     mount: Path | None = None
     if kind == "disk-full":
         mount = _mount_small_tmpfs(tmp_path, params.get("size", "75m"))
@@ -416,6 +430,11 @@ def run_trial(kind: str, seed: int, make_server: MakeServer, tmp_path: Path, **p
                 if kind not in STOPS:
                     w.settle_workload()
                     w.verify_outcome()
+                if options.get("shapes"):
+                    counts = dict(w.workload.shape_counts)
+                    w.notes.append(f"writer shapes {counts}")
+                    if not counts.get("xa") or not counts.get("autocommit"):
+                        w.problems.append(f"the writer used too few shapes: {counts}")
             except Exception:
                 w.problems.append("harness error: " + traceback.format_exc()[-1500:])
             result = TrialResult(

@@ -123,7 +123,8 @@ def test_missing_privileges_are_named(sandbox: Sandbox) -> None:
     add_account(sandbox.source, "weak", "weak-Pw1", "SELECT, REPLICATION CLIENT ON *.*")
     rewrite(sandbox, lambda t: t.replace('user = "admin"\npassword = "admin-Secret#1"',
                                          'user = "weak"\npassword = "weak-Pw1"', 1))
-    run_and_expect(sandbox, "source account weak@127.0.0.1", "lacks REPLICATION SLAVE, RELOAD")
+    run_and_expect(sandbox, "source account weak@127.0.0.1", "REPLICATION SLAVE for the source account weak@%",
+                   "step 5 runs mysqlbinlog", "GRANT REPLICATION SLAVE ON *.* TO 'weak'@'%'", "GRANT RELOAD ON *.*")
 
 
 def test_missing_dns_record(sandbox: Sandbox) -> None:

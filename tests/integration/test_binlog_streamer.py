@@ -14,9 +14,11 @@ import pytest
 
 from migrator.errors import BinlogGap
 from migrator.mysql.flavour import MARIADB_10_11
+from migrator.mysql.session import MySQLSession
+from migrator.mysql.source_identity import SourceChanged, read_identity
 from migrator.platforms.local_server import LocalServer
 from migrator.tools.binlog_streamer import BinlogStreamer, check_source_has
-from tests.conftest import MakeServer, admin_endpoint
+from tests.conftest import MakeServer, add_admin, admin_endpoint
 
 FLAGS_OFFSET = 4 + 17  # magic, then the first event header's flags: the in-use bit differs while open
 
@@ -71,9 +73,18 @@ def write_rows(server: LocalServer, first: int, count: int, payload: int = 200) 
         conn.close()
 
 
-def make_streamer(source: LocalServer, tmp_path: Path) -> BinlogStreamer:
+def make_streamer(source: LocalServer, tmp_path: Path, *, stall_seconds: float = 60.0) -> BinlogStreamer:
+    """As the service supervisor makes it: with the source's identity, as step 3 records it."""
+    with MySQLSession(admin_endpoint(source)) as session:
+        identity = read_identity(session, MARIADB_10_11)
     return BinlogStreamer(
-        admin_endpoint(source), tmp_path / "archive", MARIADB_10_11, 4242, secrets_dir=tmp_path / "secrets"
+        admin_endpoint(source),
+        tmp_path / "archive",
+        MARIADB_10_11,
+        4242,
+        secrets_dir=tmp_path / "secrets",
+        identity=identity,
+        stall_seconds=stall_seconds,
     )
 
 
@@ -235,3 +246,65 @@ def test_streamer_dies_with_its_parent(make_server: MakeServer, tmp_path: Path) 
     parent.kill()
     parent.wait()
     wait_for(lambda: not _alive(child), "the streamer to die with its parent", timeout=10)
+
+
+def test_a_stuck_tool_is_restarted_when_the_source_moves_on(make_server: MakeServer, tmp_path: Path) -> None:
+    """Alive is not enough (review B12): a tool that stops writing while the source's head moves is restarted."""
+    source = make_server("source", 1)
+    first = source_logs(source)[0][0]
+    streamer = make_streamer(source, tmp_path, stall_seconds=1.0)
+    streamer.start(first)
+    try:
+        write_rows(source, 1, 50)
+        wait_for(lambda: archive_matches(source, tmp_path / "archive"), "the first rows")
+        stuck = streamer.pid
+        assert stuck is not None
+        os.kill(stuck, signal.SIGSTOP)  # as a tool blocked on a dead connection: alive, silent
+        assert not streamer.ensure_running() and streamer.pid == stuck  # idle and alive: left alone
+        write_rows(source, 1000, 50)
+        wait_for(lambda: streamer.ensure_running() or False, "the stuck tool to be restarted", timeout=30)
+        assert streamer.stall_restarts == 1 and streamer.restarts == 1
+        assert streamer.pid != stuck and not _alive(stuck)
+        wait_for(
+            lambda: (streamer.ensure_running() or True) and archive_matches(source, tmp_path / "archive"),
+            "the restarted tool to catch up",
+        )
+    finally:
+        streamer.stop()
+    assert_identical(source, tmp_path / "archive")
+
+
+def test_a_source_replaced_on_the_same_port_stops_the_streamer(
+    make_server: MakeServer, server_template: Path, tmp_path: Path
+) -> None:
+    """A failover to another server must never mix its binlog files into the archive (review A6)."""
+    source = make_server("source", 1)
+    first = source_logs(source)[0][0]
+    streamer = make_streamer(source, tmp_path)
+    streamer.start(first)
+    other: LocalServer | None = None
+    try:
+        write_rows(source, 1, 60)
+        wait_for(lambda: archive_matches(source, tmp_path / "archive"), "the rows of the first server")
+        archived = {f.name: f.size for f in streamer.archived_files()}
+        port = source.port
+        source.kill()
+        wait_for(lambda: not streamer.is_running(), "the streamer to notice")
+        # Another server, even with the same server_id, answers on the same port with its own history.
+        other = LocalServer(tmp_path / "servers" / "other", server_id=1, port=port)
+        other.initialise_from(server_template)
+        other.start()
+        assert other.port == port
+        add_admin(other)
+        write_rows(other, 500, 90)
+        with pytest.raises(SourceChanged) as changed:
+            wait_for(lambda: streamer.ensure_running() and False, "the streamer to refuse", timeout=30)
+        message = str(changed.value)
+        assert f"127.0.0.1:{port}" in message and "do not continue the archive" in message
+        assert "never be mixed" in changed.value.hint
+        assert not streamer.is_running()
+        assert {f.name: f.size for f in streamer.archived_files()} == archived  # nothing overwritten
+    finally:
+        streamer.stop()
+        if other is not None:
+            other.kill()

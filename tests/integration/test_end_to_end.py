@@ -103,7 +103,7 @@ def test_full_migration_under_live_writes(sandbox: Sandbox) -> None:
             assert all_rows(sandbox.source, table) == all_rows(sandbox.target, table), table
     assert stats.last_server == f"127.0.0.1:{sandbox.target.port}"
     assert stats.ops_ok > 0
-    # Routines, views, triggers and events exist on the target; the missing DEFINER was mapped.
+    # Routines, views, triggers and events exist on the target; their DEFINER account was copied there.
     conn = sandbox.target.root()
     with conn.cursor() as cur:
         cur.execute("SELECT DEFINER FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = 'shop'")
@@ -113,7 +113,7 @@ def test_full_migration_under_live_writes(sandbox: Sandbox) -> None:
         cur.execute("SELECT @@global.read_only")
         read_only = cur.fetchone()[0]
     conn.close()
-    assert definers == {"admin@%"}
+    assert definers == {"app_owner@%"}
     assert triggers == len(sandbox.dataset.triggers)
     assert read_only == 0
     # The source stays paused: the application must not write there any more.
@@ -128,6 +128,9 @@ def test_full_migration_under_live_writes(sandbox: Sandbox) -> None:
     assert json.loads(sandbox.cli("status", "--json").stdout)["owner_pid"] is None
     # Cleanup is never automatic: a dry run changes nothing, --confirm removes the snapshot replica.
     replica_dir = sandbox.workdir / "replicas" / "test-snapshot"
+    # The rollback window stays open until `migrator finish`; cleanup needs it closed.
+    assert sandbox.cli("cleanup", "--confirm").returncode == EXIT_BAD_INPUT
+    assert sandbox.cli("finish").returncode == EXIT_OK
     dry = sandbox.cli("cleanup")
     assert dry.returncode == EXIT_OK and "would delete local replica test-snapshot" in dry.stdout
     assert replica_dir.exists()
@@ -241,7 +244,8 @@ def test_plan_has_no_effects(sandbox: Sandbox) -> None:
 
 
 def test_difference_stops_the_run_naming_table_and_range(make_server: MakeServer, tmp_path: Path) -> None:
-    box = make_sandbox(make_server, tmp_path, cutover={"verify_all_in_pause": True})
+    # on_failure = "hold": the pause stays for the operator (the default gives the source its writes back).
+    box = make_sandbox(make_server, tmp_path, cutover={"verify_all_in_pause": True, "on_failure": "hold"})
     try:
         assert box.cli("run", "--until", "9").returncode == EXIT_OK
         # Corrupt the target behind the applier's back (root bypasses read_only): step 10 must refuse.

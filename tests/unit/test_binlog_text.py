@@ -300,3 +300,215 @@ def test_statement_tables(sql: bytes, default_db: str | None, expected: set[tupl
 )
 def test_account_statement_kind(sql: bytes, kind: str | None) -> None:
     assert account_statement_kind(sql) == kind
+
+
+# --- session state: interpreted, never replayed blindly (review A1, B1) ------------------------------
+from migrator.tools.binlog_text import session_sql  # noqa: E402
+from tests.binlog_corpus import corpus, is_allowed_in_group  # noqa: E402
+
+
+@pytest.mark.parametrize(
+    ("sql", "kept"),
+    [
+        (b"/*!50718 SET TRANSACTION ISOLATION LEVEL READ COMMITTED*/", None),
+        (b"SET SESSION TRANSACTION READ ONLY", None),
+        (b"SET @@SESSION.GTID_NEXT= 'ANONYMOUS'", None),
+        (b"SET @@SESSION.GTID_NEXT= '5a1b2c3d-0000-4000-8000-00000000c0de:41'", None),
+        (b"SET @@SESSION.GTID_NEXT= 'AUTOMATIC' /* added by mysqlbinlog */ ", None),
+        (b"/*!80001 SET @@session.original_commit_timestamp=1795165201000001*/", None),
+        (b"/*!80014 SET @@session.original_server_version=80035*/", None),
+        (b"/*!80014 SET @@session.immediate_server_version=80035*/", None),
+        (b"SET @@session.autocommit=0", None),
+        (b"SET @@session.foreign_key_checks=1, @@session.sql_auto_is_null=0, @@session.unique_checks=1, "
+         b"@@session.autocommit=1",
+         b"SET @@session.foreign_key_checks=1, @@session.sql_auto_is_null=0, @@session.unique_checks=1"),
+        (b"SET @@session.foreign_key_checks=0, @@session.autocommit=0, @@session.check_constraint_checks=1, "
+         b"@@session.sql_if_exists=0",
+         b"SET @@session.foreign_key_checks=0, @@session.check_constraint_checks=1, @@session.sql_if_exists=0"),
+        (b"/*!80011 SET @@session.autocommit=1, @@session.default_collation_for_utf8mb4=255*/",
+         b"/*!80011 SET @@session.default_collation_for_utf8mb4=255*/"),
+        (b"SET @@session.sql_mode=1168113696", b"SET @@session.sql_mode=1168113696"),
+        (b"SET @@session.character_set_client=255,@@session.collation_connection=255,"
+         b"@@session.collation_server=224",
+         b"SET @@session.character_set_client=255,@@session.collation_connection=255,"
+         b"@@session.collation_server=224"),
+        (b"SET @@session.time_zone='+00:00'", b"SET @@session.time_zone='+00:00'"),
+        (b"SET @`a,utocommit`:='x, @@session.autocommit=1'", b"SET @`a,utocommit`:='x, @@session.autocommit=1'"),
+        (b"SET NAMES utf8mb4", b"SET NAMES utf8mb4"),
+        (b"SET TIMESTAMP=1795165201", b"SET TIMESTAMP=1795165201"),
+        (b"/*!50003 SET @OLD_COMPLETION_TYPE=@@COMPLETION_TYPE,COMPLETION_TYPE=0*/",
+         b"/*!50003 SET @OLD_COMPLETION_TYPE=@@COMPLETION_TYPE,COMPLETION_TYPE=0*/"),
+        (b"BINLOG '\nAAAA\n'", b"BINLOG '\nAAAA\n'"),
+    ],
+)
+def test_session_sql_keeps_context_and_drops_transaction_control(sql: bytes, kept: bytes | None) -> None:
+    assert session_sql(sql) == kept
+
+
+def _fixture_units(name: str) -> list[Unit]:
+    return units(corpus()[name].splitlines())
+
+
+def test_mysql80_fixture_transactions_and_the_trailing_ddl() -> None:
+    found = _fixture_units("mysql80_autocommit_anonymous.txt")
+    txs = transactions(found)
+    assert [(t.start_pos, t.end_pos, t.is_ddl) for t in txs] == [
+        (157, 467, False), (467, 797, False), (797, 1097, False), (1097, 1327, True)
+    ]
+    assert all(t.tables == frozenset({("shop", "orders")}) for t in txs[:3])
+    # The trailer "SET @@SESSION.GTID_NEXT= 'AUTOMATIC' /* added by mysqlbinlog */" once made the newest
+    # event's DDL a session statement (1046 No database selected inside the open group).
+    ddl = txs[-1]
+    assert ddl.queries == (Statement(b"ALTER TABLE orders ADD COLUMN note VARCHAR(40) NULL", "shop", True),)
+    assert isinstance(found[-3], Transaction) and found[-3] == ddl
+    session = [u.sql for u in found if isinstance(u, SessionStatement)]
+    assert not any(b"ALTER TABLE" in s for s in session)
+    # Session state kept, transaction control gone.
+    assert b"SET @@session.foreign_key_checks=1, @@session.sql_auto_is_null=0, @@session.unique_checks=1" in session
+    assert b"SET @@session.sql_mode=1168113696" in session
+    assert b"/*!80011 SET @@session.default_collation_for_utf8mb4=255*/" in session
+    assert b"SET NAMES utf8mb4" in session
+    for text in session:
+        lowered = text.lower()
+        assert b"autocommit" not in lowered and b"transaction" not in lowered
+        assert b"gtid_next" not in lowered and b"original_" not in lowered and b"immediate_" not in lowered
+
+
+def test_mysql84_fixture_gtids_compressed_payloads_partial_json_and_gipk() -> None:
+    txs = transactions(_fixture_units("mysql84_gtid_compressed.txt"))
+    uuid = "5a1b2c3d-0000-4000-8000-00000000c0de"
+    assert [(t.start_pos, t.end_pos, t.gtid, t.is_ddl) for t in txs] == [
+        (198, 600, f"{uuid}:41", True),
+        (600, 910, f"{uuid}:42", False),  # compressed: the inner events end where the payload event ends
+        (910, 1190, f"{uuid}:43", False),  # Update_rows_partial (PARTIAL_JSON)
+        (1190, 1480, f"{uuid}:44", False),
+    ]
+    assert b"INVISIBLE" in txs[0].queries[0].sql and txs[0].queries[0].db == "shop"
+    for tx in txs[1:]:
+        assert tx.tables == frozenset({("shop", "events")})
+        assert [s.sql[:8] for s in tx.statements] == [b"BINLOG '"]
+
+
+@pytest.mark.parametrize("name", [*sorted(corpus()), "mariadb_sample"])
+def test_nothing_the_parser_yields_may_commit_a_group_implicitly(name: str) -> None:
+    """Every session statement, and every non-query statement of a transaction, has an allowed shape."""
+    text = SAMPLE if name == "mariadb_sample" else corpus()[name]
+    for unit in units(text.splitlines()):
+        if isinstance(unit, SessionStatement):
+            assert is_allowed_in_group(unit.sql), unit.sql[:200]
+        elif isinstance(unit, Transaction):
+            for statement in unit.statements:
+                assert statement.is_query or is_allowed_in_group(statement.sql), statement.sql[:200]
+
+
+# --- large transactions are yielded in parts as they are read (review B7) ---------------------------
+import base64  # noqa: E402
+
+from migrator.tools.binlog_text import TransactionAbandoned, TransactionPart  # noqa: E402
+
+
+def _row_image(i: int, size: int = 120) -> list[bytes]:
+    """One event's base64 as the tools print it: its header's size field right, wrapped at 76."""
+    raw = bytearray(b"%019d" % i + bytes(size - 19))
+    raw[4] = 30  # WRITE_ROWS_EVENT
+    raw[9:13] = size.to_bytes(4, "little")
+    text = base64.b64encode(bytes(raw))
+    return [text[k:k + 76] for k in range(0, len(text), 76)]
+
+
+def _big_transaction_text(rows: int, *, complete: bool = True) -> list[bytes]:
+    lines = [b"DELIMITER /*!*/;", b"# at 100",
+             b"#261125  7:59:36 server id 1  end_log_pos 142 CRC32 0x1 \tGTID 0-1-9 trans",
+             b"START TRANSACTION", b"/*!*/;"]
+    pos = 142
+    for i in range(rows):
+        table = b"`d`.`a`" if i < rows // 2 else b"`d`.`b`"
+        lines += [b"# at %d" % pos,
+                  b"#261125  7:59:36 server id 1  end_log_pos %d CRC32 0x1 \tTable_map: %s mapped to number 9"
+                  % (pos + 40, table),
+                  b"# at %d" % (pos + 40),
+                  b"#261125  7:59:36 server id 1  end_log_pos %d CRC32 0x1 \tWrite_rows: table id 9 flags: STMT_END_F"
+                  % (pos + 100),
+                  b"BINLOG '", *_row_image(i), b"'/*!*/;"]
+        pos += 100
+    if complete:
+        lines += [b"# at %d" % pos, b"#261125  7:59:36 server id 1  end_log_pos %d CRC32 0x1 \tXid = 5" % (pos + 31),
+                  b"COMMIT/*!*/;"]
+    return [*lines, b"DELIMITER ;", b"# End of log file"]
+
+
+def test_a_large_transaction_comes_in_parts_that_add_up_to_it() -> None:
+    text = _big_transaction_text(100)
+    (whole,) = transactions(units(text))
+    streamed = list(parse(text, stream_bytes=1000))
+    parts = [u for u in streamed if isinstance(u, TransactionPart)]
+    (last,) = transactions(streamed)
+    assert len(parts) >= 9 and all(len(p.statements) <= 10 for p in parts)
+    assert [s for p in parts for s in p.statements] + list(last.statements) == list(whole.statements)
+    assert last.streamed and not whole.streamed
+    assert (last.start_pos, last.end_pos, last.tables) == (whole.start_pos, whole.end_pos, whole.tables)
+    assert parts[0].tables == frozenset({("d", "a")})  # the tables seen so far
+    assert all(p.start_pos == 100 for p in parts)
+
+
+def test_a_large_transaction_that_never_completes_is_abandoned() -> None:
+    streamed = list(parse(_big_transaction_text(100, complete=False), stream_bytes=1000))
+    assert any(isinstance(u, TransactionPart) for u in streamed)
+    assert transactions(streamed) == []
+    assert streamed[-1] == TransactionAbandoned(100)
+    small = list(parse(_big_transaction_text(3, complete=False), stream_bytes=10_000))
+    assert not any(isinstance(u, (TransactionPart, TransactionAbandoned)) for u in small)
+
+
+def _one_statement_text(rows: int, *, fragments_at: int | None = None) -> tuple[list[bytes], list[bytes]]:
+    """A transaction of ONE source statement: mysqlbinlog prints its Table_map and all its rows events
+    as one BINLOG statement (or, MariaDB, as fragments cut anywhere). Returns (lines, events' base64)."""
+    table_map = bytearray(bytes(40))
+    table_map[4], table_map[9:13] = 19, (40).to_bytes(4, "little")
+    events = [base64.b64encode(bytes(table_map))] + [b"".join(_row_image(i, 200)) for i in range(rows)]
+    body = b"\n".join(line for i in range(rows + 1)
+                      for line in ([events[0]] if i == 0 else _row_image(i - 1, 200)))
+    head = [b"DELIMITER /*!*/;", b"# at 100",
+            b"#261125  7:59:36 server id 1  end_log_pos 142 CRC32 0x1 \tGTID 0-1-9 trans",
+            b"START TRANSACTION", b"/*!*/;", b"# at 142",
+            b"#261125  7:59:36 server id 1  end_log_pos 182 CRC32 0x1 \tTable_map: `d`.`a` mapped to number 9",
+            b"# at 182",
+            b"#261125  7:59:36 server id 1  end_log_pos 9000 CRC32 0x1 \tWrite_rows: table id 9 flags: STMT_END_F"]
+    if fragments_at is None:
+        statement = [b"BINLOG '", *body.split(b"\n"), b"'/*!*/;"]
+    else:
+        first, second = body[:fragments_at], body[fragments_at:]
+        statement = [b"SET @binlog_fragment_0 ='", *first.split(b"\n"), b"'/*!*/;",
+                     b"SET @binlog_fragment_1 ='", *second.split(b"\n"), b"'/*!*/;",
+                     b"BINLOG @binlog_fragment_0, @binlog_fragment_1/*!*/;",
+                     b"SET @binlog_fragment_0=NULL,@binlog_fragment_1=NULL/*!*/;"]
+    tail = [b"# at 9000", b"#261125  7:59:36 server id 1  end_log_pos 9031 CRC32 0x1 \tXid = 5", b"COMMIT/*!*/;",
+            b"DELIMITER ;", b"# End of log file"]
+    return head + statement + tail, events
+
+
+def _events_of(statement: bytes) -> list[bytes]:
+    assert statement.startswith(b"BINLOG '\n") and statement.endswith(b"\n'")
+    text = statement[len(b"BINLOG '\n"):-2]
+    out, current = [], b""
+    for line in text.split(b"\n"):
+        current += line
+        if current.endswith(b"="):  # every event here encodes to a padded block
+            out.append(current)
+            current = b""
+    return out
+
+
+@pytest.mark.parametrize("fragments_at", [None, 1001, 2000, 5555])
+def test_one_huge_statement_is_cut_into_self_contained_binlog_statements(fragments_at: int | None) -> None:
+    lines, events = _one_statement_text(60, fragments_at=fragments_at)
+    streamed = list(parse(lines, stream_bytes=3000))
+    pieces = [s.sql for u in streamed if isinstance(u, (TransactionPart, Transaction))
+              for s in u.statements if s.sql.startswith(b"BINLOG '")]
+    assert len(pieces) >= 4
+    cut = [_events_of(p) for p in pieces]
+    assert all(c[0] == events[0] for c in cut)  # every cut repeats the statement's Table_map
+    assert [e for c in cut for e in c[1:]] == events[1:]  # and the rows events, once each, in order
+    assert sum(isinstance(u, TransactionPart) for u in streamed) >= 3
+    (tx,) = transactions(streamed)
+    assert tx.tables == frozenset({("d", "a")}) and tx.end_pos == 9031

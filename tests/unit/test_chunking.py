@@ -7,7 +7,20 @@ from decimal import Decimal
 
 import pytest
 
-from migrator.mysql.chunking import Chunk, format_range, key_predicate, range_predicate, sql_literal
+from migrator.mysql.chunking import (
+    BATCH_TABLES,
+    MIN_CHUNK_TIMEOUT,
+    Chunk,
+    batches,
+    chunk_timeout,
+    copy_order,
+    format_range,
+    hash_predicate,
+    key_predicate,
+    range_predicate,
+    sql_literal,
+)
+from migrator.mysql.schema import ColumnInfo, TableInfo
 
 ODD_VALUES: list[object] = [
     0,
@@ -95,3 +108,45 @@ def test_chunk_ids_differ_when_bounds_differ() -> None:
     assert a.chunk_id() != b.chunk_id()
     assert a.chunk_id().startswith("db.t#000001-")
     assert a.chunk_id() == Chunk("db", "t", 1, ("id",), (100,), (200,)).chunk_id()
+
+
+MB = 1024 * 1024
+
+
+def _table(name: str, data: int, index: int = 0) -> TableInfo:
+    cols = (ColumnInfo("v", "varchar", "varchar(10)", True, False),)
+    return TableInfo("s", name, "InnoDB", cols, (), None, 0, 0, data, index)
+
+
+def test_rows_chunk_ids_do_not_change_and_hash_buckets_round_trip() -> None:
+    # Journals written before hash buckets keep their ids: the new fields are absent at their defaults.
+    plain = Chunk("s", "t", 0, ("id",), (1,), (5,))
+    assert "buckets" not in plain.to_json()
+    bucket = Chunk("s", "t", 2, ("a", "b"), None, None, unique=False, buckets=8, bucket=2)
+    assert Chunk.from_json(bucket.to_json()) == bucket and bucket.chunk_id() != plain.chunk_id()
+    assert bucket.where_sql() == hash_predicate(("a", "b"), 8, 2)
+    assert bucket.where_sql() == "MOD(CRC32(CONCAT_WS(0x1f, IFNULL(`a`, 0x00), IFNULL(`b`, 0x00))), 8) = 2"
+    assert "\\" not in bucket.where_sql() and "'" not in bucket.where_sql()  # same under any sql_mode
+
+
+def test_chunk_timeout_scales_with_what_a_chunk_writes_and_scans() -> None:
+    small = _table("small", 10 * MB)
+    assert chunk_timeout(small, [Chunk("s", "small", 0, ("id",), None, None)], 16 * MB) == 16 * 32
+    # A 20 GB table copied whole: the old fixed 480 s could never be enough.
+    whole = _table("whole", 20 * 1024 * MB)
+    assert chunk_timeout(whole, [Chunk("s", "whole", 0, (), None, None)], 16 * MB) > 20 * 1024 * 30
+    # Hash buckets write their share but each scans the whole table.
+    buckets = [Chunk("s", "whole", k, ("v",), None, None, unique=False, buckets=32, bucket=k) for k in range(32)]
+    share = 20 * 1024 / 32
+    assert chunk_timeout(whole, buckets, 16 * MB) == share * 30 + 20 * 1024 * 2
+    assert chunk_timeout(_table("empty", 0), [], 1) == MIN_CHUNK_TIMEOUT
+
+
+def test_copy_order_and_batches() -> None:
+    tables = [_table("a", 5 * MB), _table("b", 50 * MB, index=3 * MB), _table("c", 500 * MB), _table("d", 0, 1)]
+    assert [t.name for t in copy_order(tables)] == ["b", "d", "c", "a"]  # index builds first, then by size
+    many = [_table(f"t{i:05d}", 1000) for i in range(1000)]
+    groups = batches(many, 16 * MB)
+    assert [len(g) for g in groups] == [BATCH_TABLES] * 3 + [1000 - 3 * BATCH_TABLES]
+    assert batches([_table("big", 100 * 1024 * MB), *many[:3]], 16 * MB)[0][0].name == "big"
+    assert len(batches([_table("big", 100 * 1024 * MB), *many[:3]], 16 * MB)[0]) == 1  # alone: 6,400 chunks

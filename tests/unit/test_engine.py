@@ -134,3 +134,15 @@ def test_wait_deadline_is_journaled(tmp_path: Path) -> None:
     assert clock.now() >= 1_800_000_030.0
     ctx.wait_out("pause", 12, why="test")
     assert journal.conn.execute("SELECT COUNT(*) FROM deadline WHERE name = 'step1.pause'").fetchone()[0] == 1
+
+
+def test_routines_run_before_the_write_pause_and_until_follows_execution_order(tmp_path: Path) -> None:
+    steps = [FakeStep(n, f"s{n}") for n in range(1, 15)]
+    engine, journal, _ = make(tmp_path, steps)
+    first = engine.run(until=8)
+    assert first.completed == tuple(range(1, 9)) and first.stopped_before == 12
+    second = engine.run(until=9)  # step 12 runs before step 9: `--until 9` includes it
+    assert second.completed == (12, 9) and second.stopped_before == 10
+    assert engine.run().completed == (10, 11, 13, 14)
+    started = [e["step"] for e in journal.events(200) if e["kind"] == "step.running"]
+    assert started == [1, 2, 3, 4, 5, 6, 7, 8, 12, 9, 10, 11, 13, 14]

@@ -33,10 +33,24 @@ def test_tools_and_streamer_option() -> None:
     assert MYSQL_8_0.streamer_server_id_option(9) == "--connection-server-id=9"
 
 
-def test_read_only_statements() -> None:
+def test_read_only_statements_never_super_read_only() -> None:
+    """A MySQL target under super_read_only refuses the migrator's own writes, SUPER included (review B2)."""
     assert MARIADB_10_11.read_only_statements(True) == ["SET GLOBAL read_only = ON"]
-    assert MYSQL_8_0.read_only_statements(True)[-1] == "SET GLOBAL super_read_only = ON"
-    assert MYSQL_8_0.read_only_statements(False)[0] == "SET GLOBAL super_read_only = OFF"
+    for flavour in (MYSQL_8_0, MYSQL_8_4):
+        assert flavour.read_only_statements(True) == ["SET GLOBAL read_only = ON"]
+        assert flavour.read_only_statements(False) == ["SET GLOBAL read_only = OFF"]  # also clears super_read_only
+        assert not any("super_read_only" in s for on in (True, False) for s in flavour.read_only_statements(on))
+
+
+def test_mysql_target_writes_through_read_only_need_connection_admin() -> None:
+    """The grant table holds what lets the migrator write to its read_only MySQL target (review B2)."""
+    from migrator.grants import TABLE
+
+    writer = [n for n in TABLE if n.server == "target" and n.statements.startswith("write while read_only")]
+    assert len(writer) == 1 and writer[0].when == "always"
+    assert {p for a in writer[0].mysql for p in a.privileges} == {"CONNECTION_ADMIN", "SUPER"}
+    setter = [n for n in TABLE if n.server == "target" and n.statements.startswith("SET GLOBAL read_only")]
+    assert {p for a in setter[0].mysql for p in a.privileges} == {"SYSTEM_VARIABLES_ADMIN", "SUPER"}
 
 
 def test_coordinates_pair_relay_master_file_with_exec_pos() -> None:

@@ -91,8 +91,9 @@ def test_replica_identifier_taken_by_an_unrelated_instance(rds_env: RdsEmulation
 
 
 def test_retention_beyond_the_rds_maximum(rds_env: RdsEmulation) -> None:
-    err = preflight_error(rds_env, extra={"binlog": {"retention_hours": 3000}})
-    assert "binlog.retention_hours = 3000 exceeds RDS's maximum of 2160 h" in err.message
+    # 169-2160 h (Aurora's bound) used to pass here and fail in step 2 with a raw procedure error (review B12).
+    err = preflight_error(rds_env, extra={"binlog": {"retention_hours": 200}})
+    assert "binlog.retention_hours = 200 exceeds RDS's maximum of 168 h" in err.message
 
 
 def test_source_without_rds_procedures(rds_env: RdsEmulation) -> None:

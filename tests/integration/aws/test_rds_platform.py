@@ -62,7 +62,7 @@ def test_binlog_retention_goes_through_the_rds_procedures(rds_env: RdsEmulation)
     assert platform.binlog_retention_hours() == 48
     platform.set_binlog_retention_hours(None)
     assert platform.binlog_retention_hours() is None
-    with pytest.raises(PreflightFailed, match="1-2160"):
+    with pytest.raises(PreflightFailed, match="1-168"):
         platform.set_binlog_retention_hours(5000)
     # The master user is RDS-like: no SUPER, so the procedures are the only way.
     with MySQLSession(platform.config.source) as s, pytest.raises(pymysql.err.OperationalError) as denied:
