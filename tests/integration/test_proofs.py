@@ -120,7 +120,7 @@ def test_a_row_changed_right_after_the_last_round_is_compared_in_the_pause(
         emp_no = _employee_exists(box)
         script = _change_then_corrupt_script(tmp_path, box, emp_no)
         text = box.config_path.read_text().replace(
-            "[cutover]\n", f"[cutover]\npause_hook = [\"{sys.executable}\", \"{script}\"]\n"
+            "[cutover]\n", f"[cutover]\non_failure = \"hold\"\npause_hook = [\"{sys.executable}\", \"{script}\"]\n"
         )
         box.config_path.write_text(text)
         result = box.cli("run")
@@ -232,7 +232,7 @@ def test_a_kill_inside_the_pause_comparison_leaves_no_false_equal(make_server: M
         emp_no = _employee_exists(w.box)
         script = _change_then_corrupt_script(tmp_path, w.box, emp_no)
         text = w.box.config_path.read_text().replace(
-            "[cutover]\n", f"[cutover]\npause_hook = [\"{sys.executable}\", \"{script}\"]\n"
+            "[cutover]\n", f"[cutover]\non_failure = \"hold\"\npause_hook = [\"{sys.executable}\", \"{script}\"]\n"
         )
         w.box.config_path.write_text(text)
         proc = w.box.popen("run")
