@@ -23,6 +23,7 @@ from bench.ours import Outcome, _outcome, in_child
 from bench.servers import ServerFarm, endpoint
 from migrator.endpoint import Endpoint
 from migrator.mysql.flavour import MARIADB_10_11
+from migrator.mysql.positions import lag_bytes
 from migrator.mysql.session import MySQLSession
 from migrator.ports import SnapshotCoordinates
 from migrator.tools.binlog_applier import BinlogApplier
@@ -80,7 +81,11 @@ def run(gb: float, root: Path, *, row_kb: int = 256, max_chunk_bytes: int = 8 <<
             start = (file, int(position))
             # One statement, one transaction: MD5 text repeated to row_kb KB, a different text per row.
             s.execute(f"INSERT INTO big.t SELECT seq, REPEAT(MD5(seq), {row_kb * 32}) FROM mysql.seq_1_to_{rows}")
-            end = int(s.rows("SHOW MASTER STATUS")[0][1])
+            end_file, end_pos = (str(v) for v in s.rows("SHOW MASTER STATUS")[0][:2])
+            # The transaction may end in a later file than it began (a file holds at least one whole
+            # transaction, so it grows past max_binlog_size and the next write rotates).
+            sizes = [(str(r[0]), int(r[1])) for r in s.rows("SHOW BINARY LOGS")]
+            transaction_bytes = lag_bytes(sizes, start, (end_file, int(end_pos)))
             expected = s.rows("SELECT COUNT(*), SUM(CRC32(v)) FROM big.t")[0]
         archive = root / "archive"
         archive.mkdir()
@@ -94,7 +99,7 @@ def run(gb: float, root: Path, *, row_kb: int = 256, max_chunk_bytes: int = 8 <<
         if tuple(got) != tuple(expected):
             raise AssertionError(f"the target holds {got}, the source {expected}")
         detail: dict[str, Any] = outcome.detail
-        return Result(end - start[1], outcome.seconds, outcome.rss_mb, float(detail["baseline_rss_mb"]),
+        return Result(transaction_bytes, outcome.seconds, outcome.rss_mb, float(detail["baseline_rss_mb"]),
                       int(got[0]))
     finally:
         for server in list(farm.started):
