@@ -12,6 +12,12 @@ applier, or a hand edit, stops us before COMMIT). DDL cannot share a transaction
 a ``ddl_pending`` marker commits first, then the DDL, then the position; a marker found at start means
 we stopped around a DDL, and the operator must say whether it took effect.
 
+A source transaction larger than a round trip is not held: the parser yields it in parts as it reads
+it, and they go into a target transaction of its own, rolled back unless the transaction completes.
+An XA transaction takes effect at its XA COMMIT: the XA PREPARE only records where its prepared part
+is (``_migrator.apply_xa``, with the position), and the XA COMMIT applies that part, read again from
+the archive, with the record's deletion and the position.
+
 The text comes from ``mariadb-binlog --start-position=<applied> <archived file>``, one run per file per
 pass, each on a fresh target session (the tool prints session state only where it changes from what
 *it* assumes, so the session must start from the defaults it assumes, as in ``mysqlbinlog | mysql``).
