@@ -17,7 +17,8 @@ With ``shapes=True`` the same operations come in the transaction shapes real app
 applier must replay each exactly once): an explicit transaction with autocommit off (the default
 shape), a single statement with autocommit on, and an XA transaction (XA START ... XA END; XA
 PREPARE; XA COMMIT, acknowledged at XA COMMIT), chosen by the seeded generator; now and then, while
-``admin_gate()`` allows it, an ``ANALYZE TABLE`` and (with ``admin`` credentials) a ``FLUSH`` too. An XA
+``admin_gate()`` allows it, an ``ANALYZE TABLE`` and (with ``admin`` credentials) a ``FLUSH`` too (XA only
+while ``xa_gate()`` allows: an XA transaction prepared at the moment a snapshot is taken cannot be copied). An XA
 transaction whose outcome is unknown is rolled back later from a new connection if it is still prepared
 (a prepared XA outlives its connection and would hold its row locks).
 """
@@ -147,6 +148,7 @@ class WriteWorkload:
         shapes: bool = False,
         admin: tuple[str, Secret] | None = None,
         admin_gate: Callable[[], bool] | None = None,
+        xa_gate: Callable[[], bool] | None = None,
     ) -> None:
         if rate_per_s <= 0:
             raise ValueError("rate_per_s must be positive")
@@ -184,6 +186,7 @@ class WriteWorkload:
         self.shapes = shapes
         self.admin = admin  # (user, password) for FLUSH, which needs RELOAD
         self.admin_gate = admin_gate or (lambda: True)
+        self.xa_gate = xa_gate or (lambda: True)
         self._xa_count = 0
         self._xa_orphans: list[str] = []  # XIDs that may still be prepared somewhere
         self.shape_counts: Counter[str] = Counter()
@@ -310,6 +313,8 @@ class WriteWorkload:
         if roll < 0.08 and self.admin_gate():
             self._admin_statement(roll < 0.04)
         shape = "transaction" if roll < 0.4 else "autocommit" if roll < 0.7 else "xa"
+        if shape == "xa" and not self.xa_gate():
+            shape = "transaction"
         self.shape_counts[shape] += 1
         return shape
 

@@ -12,6 +12,12 @@ applier, or a hand edit, stops us before COMMIT). DDL cannot share a transaction
 a ``ddl_pending`` marker commits first, then the DDL, then the position; a marker found at start means
 we stopped around a DDL, and the operator must say whether it took effect.
 
+A source transaction larger than a round trip is not held: the parser yields it in parts as it reads
+it, and they go into a target transaction of its own, rolled back unless the transaction completes.
+An XA transaction takes effect at its XA COMMIT: the XA PREPARE only records where its prepared part
+is (``_migrator.apply_xa``, with the position), and the XA COMMIT applies that part, read again from
+the archive, with the record's deletion and the position.
+
 The text comes from ``mariadb-binlog --start-position=<applied> <archived file>``, one run per file per
 pass, each on a fresh target session (the tool prints session state only where it changes from what
 *it* assumes, so the session must start from the defaults it assumes, as in ``mysqlbinlog | mysql``).
@@ -99,6 +105,10 @@ _TRUNCATED_TAIL = b"Event truncated"
 
 Position = tuple[str, int]
 FaultHook = Callable[[str], None]
+
+
+class _ArchiveNotReady(Exception):
+    """A file the applier must read again is being fetched again: end this pass where it is."""
 
 
 @dataclass
@@ -369,7 +379,12 @@ class BinlogApplier:
                     if end is not None and stop_at is not None and _after((file, end), stop_at):
                         stopped = True
                         break
-                    self._consume(file, unit, counters)
+                    try:
+                        self._consume(file, unit, counters)
+                    except _ArchiveNotReady as exc:
+                        self.log.info("apply.archive_not_ready", reason=str(exc))
+                        stopped = True
+                        break
                 else:
                     read_all = True
                 self._abort_stream()  # the output ended (or we stopped) inside a large transaction
@@ -640,20 +655,40 @@ class BinlogApplier:
         """The prepared part's statements, read again from the archive (never held across the wait for
         its commit). Its session state is not replayed: the rows come from the same source server, whose
         format description the current file's output has already set."""
-        argv = [self._tool, "--no-defaults", f"--start-position={prepared.start_pos}",
-                f"--stop-position={prepared.end_pos}", str(self.archive_dir / prepared.file)]
-        proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, check=False)
-        found = [u for u in parse(proc.stdout.splitlines()) if isinstance(u, Transaction)
-                 and u.xa_prepared == xid and u.start_pos == prepared.start_pos]
-        if proc.returncode != 0 or len(found) != 1:
+        path = self.archive_dir / prepared.file
+        # No --stop-position: the tool fails when nothing starts at it yet. Read until the part is found.
+        argv = [self._tool, "--no-defaults", f"--start-position={prepared.start_pos}", str(path)]
+        found: Transaction | None = None
+        with tempfile.TemporaryFile() as stderr:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr)
+            assert proc.stdout is not None
+            try:
+                for unit in parse(proc.stdout):
+                    if isinstance(unit, Transaction) and unit.start_pos == prepared.start_pos:
+                        found = unit if unit.xa_prepared == xid else None
+                        break
+                    if getattr(unit, "end_pos", 0) > prepared.end_pos:
+                        break
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                proc.stdout.close()
+                proc.wait()
+            stderr.seek(0)
+            errors = stderr.read().decode("utf-8", "replace").strip()
+        if found is None:
+            with contextlib.suppress(OSError):
+                if path.stat().st_size < prepared.end_pos:
+                    # The streamer is fetching this file again (it restarted): try on the next pass.
+                    raise _ArchiveNotReady(f"{prepared.file} is shorter than {prepared.end_pos} for now")
             raise StepFailed(
                 f"could not read the prepared part of XA transaction {xid} back from "
                 f"{prepared.file}:{prepared.start_pos}-{prepared.end_pos} in the archive "
-                f"({proc.stderr.decode('utf-8', 'replace').strip()[-500:] or 'not found'})",
+                f"({errors[-500:] or 'not found there'})",
                 hint="the archive must keep every file from the oldest prepared XA transaction on "
                 f"(SELECT * FROM {XA_TABLE} on the target lists them)",
             )
-        return found[0].statements
+        return found.statements
 
     def _classify(self, tx: Transaction | TransactionPart) -> tuple[str, str]:
         """('apply'|'skip'|'conflict', reason)."""

@@ -202,3 +202,42 @@ def test_statement_based_dml_on_a_migrated_schema_stops_with_position_and_remedy
     assert "binlog_format" in message and "recycle every application connection" in message
     assert rows(target, "SELECT id, v FROM app.t") == [(1, 1)]  # everything before it applied, not it
     assert applier.applied_position() == before
+
+
+def test_the_prepared_part_is_read_back_even_as_the_last_event_or_waits_for_a_refetched_file(
+    make_server: MakeServer, tmp_path: Path
+) -> None:
+    """Found by the fault campaign: a streamer restarted by a resume fetches the newest file again, so
+    the archived copy can be shorter than the prepared part for a while; the pass must end there (and
+    retry), not stop the applier for good. A part that ends the file must be found too."""
+    from migrator.tools.binlog_applier import _ArchiveNotReady, _PreparedXa
+
+    source = make_server("source", 1)
+    target = make_server("target", 2)
+    for server in (source, target):
+        server.execute("CREATE DATABASE app", "CREATE TABLE app.t (id INT PRIMARY KEY, v VARCHAR(20))")
+    start = SnapshotCoordinates(*master_status(source))
+    conn = source.root()
+    try:
+        cur = conn.cursor()
+        cur.execute("XA START 'last'")
+        cur.execute("INSERT INTO app.t VALUES (1, 'last')")
+        cur.execute("XA END 'last'")
+        cur.execute("XA PREPARE 'last'")
+        end = master_status(source)
+        archive = tmp_path / "archive"
+        copy_binlogs(source, archive)  # the prepared part is the archived file's last event
+        cur.execute("XA COMMIT 'last'")
+    finally:
+        conn.close()
+    applier = make_applier(target, archive, start, tmp_path)
+    prepared = _PreparedXa(start.file, start.position, end[1], True)
+    statements = applier._prepared_statements("X'6c617374',X'',1", prepared)
+    assert [s.sql[:8] for s in statements if not s.sql.startswith(b"SET")] == [b"BINLOG '"]
+    with open(archive / start.file, "r+b") as f:  # the streamer fetching it again: shorter for now
+        f.truncate(end[1] - 20)
+    with pytest.raises(_ArchiveNotReady):
+        applier._prepared_statements("X'6c617374',X'',1", prepared)
+    copy_binlogs(source, archive)  # fetched again, now with the XA COMMIT
+    assert applier.apply_available().position == master_status(source)
+    assert rows(target, "SELECT id, v FROM app.t") == [(1, "last")]
