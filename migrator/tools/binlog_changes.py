@@ -46,6 +46,7 @@ from migrator.tools.binlog_text import (
     FOOTER,
     BinlogParseError,
     Transaction,
+    TransactionPart,
     account_statement_kind,
     admin_statement_kind,
     parse,
@@ -53,6 +54,8 @@ from migrator.tools.binlog_text import (
 )
 
 log = structlog.get_logger()
+
+STREAM_BYTES = 8 << 20  # a transaction bigger than this is read in parts (review B7)
 
 Table = tuple[str, str]
 KeyValue = int | bytes
@@ -352,22 +355,23 @@ def _tool_lines(argv: list[str], sink: _RowImages | None) -> Iterator[bytes]:
 
 
 def _statement_changes(
-    unit: Transaction, schemas: frozenset[str] | None, changes: ChangeSet, *, whole_why: str
+    unit: Transaction | TransactionPart, schemas: frozenset[str] | None, changes: ChangeSet, *, whole_why: str
 ) -> None:
     """Tables named by a transaction's statements (DDL, statement-format DML): as a whole, or None."""
+    at = unit.end_pos if isinstance(unit, Transaction) else unit.start_pos
     for statement in unit.queries:
         if account_statement_kind(statement.sql) or admin_statement_kind(statement.sql):
             continue  # they change no row of a migrated table
         named = statement_tables(statement.sql, statement.db)
         if not named:
-            raise ArchiveUnreadable(f"a statement whose tables cannot be named at {unit.end_pos}")
+            raise ArchiveUnreadable(f"a statement whose tables cannot be named at {at}")
         for schema, table in named:
             if schema is None:
-                raise ArchiveUnreadable(f"a statement with no default database at {unit.end_pos}")
+                raise ArchiveUnreadable(f"a statement with no default database at {at}")
             if schemas is not None and schema not in schemas:
                 continue
             if unit.is_ddl or table is None:
-                raise ArchiveUnreadable(f"a DDL on {schema}.{table or '*'} at {unit.end_pos}")
+                raise ArchiveUnreadable(f"a DDL on {schema}.{table or '*'} at {at}")
             changes.add_whole((schema, table), whole_why)
 
 
@@ -403,8 +407,10 @@ def read_changes(
             argv.append(f"--stop-position={end[1]}")
         argv.append(str(path))
         sink = _RowImages(layouts, changes) if layouts is not None else None
-        for unit in parse(_tool_lines(argv, sink)):
-            if not isinstance(unit, Transaction):
+        # A big transaction comes in parts (never held whole); a part's tables count as changed at once,
+        # which over-counts only if the transaction then never commits (harmless: more is re-compared).
+        for unit in parse(_tool_lines(argv, sink), stream_bytes=STREAM_BYTES):
+            if not isinstance(unit, Transaction | TransactionPart):
                 continue
             if unit.is_ddl:
                 _statement_changes(unit, wanted, changes, whole_why="DDL")
