@@ -57,6 +57,8 @@ FINISHED = "finished"  # fact: `migrator finish` is done; cleanup may run
 class ReversePlatform(Protocol):
     def set_source_read_only(self, read_only: bool) -> None: ...
 
+    def restore_source_read_only(self, setting: dict[str, Any]) -> None: ...
+
     def start_reverse_replication(
         self, *, host: str, port: int, user: str, password: str, log_file: str, log_pos: int, ssl: bool
     ) -> None: ...
@@ -247,10 +249,17 @@ class Crash:
 SOURCE_READ_ONLY_BEFORE = "source_read_only_before"  # fact: the source's read_only before step 9 set it
 
 
-def source_was_read_only(journal: Journal) -> bool:
-    """The source's read_only before the pause. Step 9 sets it only on a source that took writes, so without
-    the fact (step 9 does not journal it yet) it was OFF."""
-    return bool(journal.fact(SOURCE_READ_ONLY_BEFORE) or False)
+def restore_source_read_only(config: Config, journal: Journal, platform: ReversePlatform) -> str | None:
+    """Give the source back the read_only it had before step 9 (journaled by step 9: a dict whose
+    "effective"/"read_only" says what it was; on RDS the parameter group's own value is put back)."""
+    if not config.cutover.read_only:
+        return None
+    before = journal.fact(SOURCE_READ_ONLY_BEFORE)
+    if isinstance(before, dict):
+        platform.restore_source_read_only(before)
+        return str(before.get("value", before.get("read_only")))
+    platform.set_source_read_only(False)  # a journal from before the setting was recorded: it took writes
+    return "OFF"
 
 
 def _set_read_only(endpoint: Endpoint, on: bool) -> None:
@@ -326,8 +335,7 @@ def rollback(
         platform.stop_reverse_replication()
         crash("rollback.after_replication_stopped")
         cut = config.cutover
-        if cut.read_only and not source_was_read_only(journal):
-            platform.set_source_read_only(False)
+        restore_source_read_only(config, journal, platform)
         run_hook(cut.resume_hook, {"source_host": config.source.host, "source_port": str(config.source.port),
                                    "event": "rollback-resume"}, timeout=cut.hook_timeout_seconds)
         resumed_at = clock.now()
@@ -469,9 +477,10 @@ def finish(
         journal.put_fact(WINDOW, {**window, "state": "finished", "closed_at": now})
         lines.append("stopped the reverse replication (target -> source): the rollback window is closed")
     rolled_back = window.get("state") == "rolled_back"
-    if config.cutover.read_only and not rolled_back and not source_was_read_only(journal):
-        platform.set_source_read_only(False)
-        lines.append("restored the source's read_only to OFF (its value before step 9)")
+    if not rolled_back:
+        restored = restore_source_read_only(config, journal, platform)
+        if restored is not None:
+            lines.append(f"restored the source's read_only to its value before step 9 ({restored})")
     previous = (journal.fact("binlog_retention_previous") or {}).get("hours")
     if previous is not None and previous < 1_000_000:
         platform.set_binlog_retention_hours(int(previous))

@@ -27,8 +27,10 @@ from typing import Any
 
 import boto3
 import pytest
+from moto.core.responses import ActionResult
 from moto.rds.exceptions import DBInstanceAlreadyExists, RDSClientError
 from moto.rds.models import RDSBackend
+from moto.rds.responses import RDSResponse
 from moto.route53.responses import Route53 as Route53Response
 from moto.server import ThreadedMotoServer
 
@@ -411,3 +413,23 @@ def route53_pending(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
 
     monkeypatch.setattr(Route53Response, "get_change", get_change)
     return pending_polls
+
+
+def emulate_reset_parameter_group(monkeypatch: pytest.MonkeyPatch, emulation: Any) -> list[list[str]]:
+    """moto lacks ResetDBParameterGroup: do what RDS does (the parameters go back to the engine default; for
+    read_only that is {TrueIfReplica}, OFF on a primary). Returns the parameter names reset, call by call."""
+    resets: list[list[str]] = []
+
+    def reset_db_parameter_group(self: RDSResponse) -> ActionResult:
+        name = self.params.get("DBParameterGroupName")
+        names = [p.original_dict()["ParameterName"] for p in self.params.get("Parameters", [])]
+        group = self.backend.db_parameter_groups[name]
+        for parameter in names:
+            group.parameters.pop(parameter, None)
+        resets.append(names)
+        if "read_only" in names:
+            emulation.later(lambda: emulation.source.execute("SET GLOBAL read_only = OFF"))
+        return ActionResult({"DBParameterGroupName": name})
+
+    monkeypatch.setattr(RDSResponse, "reset_db_parameter_group", reset_db_parameter_group, raising=False)
+    return resets

@@ -16,7 +16,13 @@ from migrator.mysql.session import MySQLSession
 from migrator.platforms.rds import RdsPlatform
 from migrator.source_sessions import application_sessions
 from tests.conftest import ADMIN_PASSWORD, ADMIN_USER, MakeServer
-from tests.integration.aws.conftest import MASTER_USER, RdsEmulation, rds_config, wait_for
+from tests.integration.aws.conftest import (
+    MASTER_USER,
+    RdsEmulation,
+    emulate_reset_parameter_group,
+    rds_config,
+    wait_for,
+)
 
 
 def _connect(port: int, user: str, password: str) -> Any:
@@ -115,6 +121,7 @@ def test_rds_migration_then_rollback_through_the_cli(
     from tests.integration.aws.test_rds_end_to_end import rds_sandbox
 
     box, emulation, _changes = rds_sandbox(aws, make_server, tmp_path, monkeypatch)
+    resets = emulate_reset_parameter_group(monkeypatch, emulation)
     result = box.cli("run")
     assert result.returncode == 0, result.stderr[-3000:]
     with MySQLSession(box.config().source) as s:
@@ -130,7 +137,8 @@ def test_rds_migration_then_rollback_through_the_cli(
     sets = aws.client("route53").list_resource_record_sets(HostedZoneId=box.config().dns.hosted_zone_id)
     (cname,) = [s for s in sets["ResourceRecordSets"] if s["Type"] == "CNAME"]
     assert cname["ResourceRecords"][0]["Value"].startswith("shop-db.")
-    assert emulation.calls["ModifyDBParameterGroup"] == 2  # read_only on at step 9, off at the rollback
+    # read_only on at step 9; at the rollback the group's own value comes back: the engine default, by a reset
+    assert emulation.calls["ModifyDBParameterGroup"] == 1 and resets == [["read_only"]]
     wait_for(lambda: _read_only(box.source) == 0, what="the parameter group's read_only=0 to apply")
     emulation.settle()
 

@@ -6,8 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from moto.core.responses import ActionResult
-from moto.rds.responses import RDSResponse
 
 from migrator.errors import PreflightFailed
 from migrator.mysql.session import MySQLSession
@@ -17,6 +15,7 @@ from tests.integration.aws.conftest import (
     MASTER_USER,
     SOURCE_GROUP,
     RdsEmulation,
+    emulate_reset_parameter_group,
     rds_config,
 )
 
@@ -75,20 +74,7 @@ def test_the_groups_own_read_only_value_is_restored_exactly(rds_env: RdsEmulatio
 def test_an_engine_default_read_only_is_reset_not_overwritten(
     rds_env: RdsEmulation, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    resets: list[list[str]] = []
-
-    def reset_db_parameter_group(self: RDSResponse) -> ActionResult:  # moto lacks it: what RDS does
-        name = self.params.get("DBParameterGroupName")
-        names = [p.original_dict()["ParameterName"] for p in self.params.get("Parameters", [])]
-        group = self.backend.db_parameter_groups[name]
-        for parameter in names:
-            group.parameters.pop(parameter, None)
-        resets.append(names)
-        if "read_only" in names:  # back to {TrueIfReplica}: OFF on a primary
-            rds_env.later(lambda: rds_env.source.execute("SET GLOBAL read_only = OFF"))
-        return ActionResult({"DBParameterGroupName": name})
-
-    monkeypatch.setattr(RDSResponse, "reset_db_parameter_group", reset_db_parameter_group, raising=False)
+    resets = emulate_reset_parameter_group(monkeypatch, rds_env)
     platform = RdsPlatform(rds_config(rds_env))
     before = platform.source_read_only_setting()
     assert before["value"] is None and before["source"] == "engine-default"
