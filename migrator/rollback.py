@@ -17,6 +17,7 @@ source's read_only and binlog retention, drops the ``_migrator`` schema from bot
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 from collections.abc import Callable
@@ -45,7 +46,13 @@ from migrator.mysql.schema import base_tables
 from migrator.mysql.session import MySQLSession, error_code, quote_identifier
 from migrator.platforms.local_server import find_binary
 from migrator.ports import DnsProvider, DnsRecord
-from migrator.tools.binlog_text import Transaction, parse, statement_tables
+from migrator.tools.binlog_text import (
+    Transaction,
+    account_statement_kind,
+    admin_statement_kind,
+    parse,
+    statement_tables,
+)
 from migrator.tools.defaults_file import DefaultsFile
 
 REVERSE_START = "reverse_start"  # fact: the target's head at the switch
@@ -192,6 +199,13 @@ def window_status(config: Config) -> dict[str, Any]:
 
 
 # --- which tables the target wrote since the switch ------------------------------------------------
+_EVENT_DDL = re.compile(rb"^\s*ALTER\s+(?:DEFINER\s*=\s*\S+\s+)?EVENT\b", re.IGNORECASE)
+
+
+def _changes_no_row(sql: bytes) -> bool:
+    return bool(account_statement_kind(sql) or admin_statement_kind(sql) or _EVENT_DDL.match(sql))
+
+
 def tables_written_on_target(
     config: Config, flavour: Flavour, start: tuple[str, int], end: tuple[str, int]
 ) -> set[tuple[str, str]] | None:
@@ -221,6 +235,8 @@ def tables_written_on_target(
             for unit in parse(proc.stdout.splitlines()):
                 if not isinstance(unit, Transaction):
                     continue
+                if unit.queries and all(_changes_no_row(q.sql) for q in unit.queries):
+                    continue  # step 14's ALTER EVENT ... ENABLE, account and admin statements
                 if unit.is_ddl:
                     return None
                 changed.update(unit.tables)

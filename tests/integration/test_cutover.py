@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from migrator.errors import EXIT_OK, EXIT_STEP_FAILED
+from migrator.errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_STEP_FAILED
 from migrator.journal import Journal
 from migrator.platforms.local_server import LocalServer
 from migrator.ports import SnapshotCoordinates
@@ -49,11 +49,12 @@ def events(box: Sandbox) -> list[dict[str, Any]]:
         ro.close()
 
 
-def test_a_routine_the_target_refuses_fails_before_the_pause(
+def test_a_routine_the_target_would_refuse_stops_the_run_before_anything_changes(
     make_server: MakeServer, tmp_path: Path, boxes: list[Sandbox]
 ) -> None:
     """Target with binary logging, log_bin_trust_function_creators=OFF, a migration account without SUPER:
-    creating the source's trigger fails with 1419. It must fail while the application still writes."""
+    creating the source's trigger would fail with 1419 (before this work: in step 12, after the pause began).
+    Preflight names it before step 1; with the remedy, step 12 runs while the application still writes."""
     box = make_sandbox(
         make_server, tmp_path, target={"user": MIG_USER, "password": MIG_PASSWORD}, definers={"fallback": "mig@%"}
     )
@@ -65,14 +66,13 @@ def test_a_routine_the_target_refuses_fails_before_the_pause(
     )
     assert value(box.target, "SELECT @@global.log_bin_trust_function_creators") == 0
     result = box.cli("run")
-    assert result.returncode == EXIT_STEP_FAILED, result.stderr[-3000:]
-    status = steps_status(box)
-    assert status[12] == "failed" and status[8] == "done"
-    assert status[9] == "pending"  # the write pause never started
+    assert result.returncode == EXIT_BAD_INPUT, result.stderr[-3000:]
+    assert "SUPER" in result.stderr and "log_bin_trust_function_creators = ON" in result.stderr
+    assert "1419" in result.stderr and "nothing was changed" in result.stderr
+    journal = box.workdir / "journal.sqlite"
+    assert not journal.exists() or all(state != "done" for state in steps_status(box).values())
     assert value(box.source, "SELECT @@global.read_only") == 0
-    assert "1419" in result.stderr and "never paused" in result.stderr, result.stderr[-1500:]
-    assert "paused_at" not in Journal.open_readonly(box.workdir / "journal.sqlite").facts()
-    # The remedy the hint names, then the same command goes on from step 12 and finishes.
+    # The remedy the message names, then the same command runs step 12 before the pause and finishes.
     box.target.execute("SET GLOBAL log_bin_trust_function_creators = ON")
     again = box.cli("run")
     assert again.returncode == EXIT_OK, again.stderr[-3000:]
