@@ -1,26 +1,39 @@
 """`migrator doctor`: source vs target settings that change the application's behaviour or stop a step.
 
 Each row is OK, warning or blocking, with the remedy; blocking rows also fail preflight (exit 2).
-Read-only: SHOW GLOBAL VARIABLES, information_schema, CONVERT_TZ and, on RDS, DescribeDBInstances
-and CloudWatch. (Review D1, B12.)
+Read-only: SHOW GLOBAL VARIABLES, information_schema, CONVERT_TZ, one bounded SELECT of the largest
+migrated table (the copy-time sample) and, on RDS, DescribeDBInstances and CloudWatch. (Review D1, B12.)
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import pymysql
+import pymysql.cursors
+
 from migrator.config import Config
-from migrator.mysql.session import MySQLSession
+from migrator.endpoint import Endpoint
+from migrator.mysql.schema import base_tables
+from migrator.mysql.session import MySQLSession, quote_identifier
 
 OK, WARNING, BLOCKING = "OK", "warning", "blocking"
 NA = "n/a"  # the variable does not exist on that server (e.g. MySQL-only settings on MariaDB)
 
 # RDS for MySQL (and MariaDB) keeps binlogs at most 168 h through rds_set_configuration; 2160 h is Aurora's.
 RDS_MAX_RETENTION_HOURS = 168
-# The copy estimate is size / throughput, not a measured sample: this rate per copy worker is a
-# conservative figure below the LOAD DATA path's bench throughput (bench/README.md).
+# The copy estimate extrapolates a short read of the largest migrated table, bounded because the source
+# is production: at most this long or this many bytes, whichever comes first.
+SAMPLE_SECONDS = 2.0
+SAMPLE_BYTES = 32 * 1024 * 1024
+SAMPLE_FETCH = 64  # rows per fetch: the bounds are checked between fetches
+# Without anything to sample (no rows yet): a conservative rate per copy worker, below the LOAD DATA
+# path's bench throughput (bench/README.md).
 ASSUMED_MB_PER_S_PER_WORKER = 10.0
 ROW_EVENT_GROWTH = 4 / 3  # a row event is replayed as BINLOG '<base64>': about 4/3 of the row
 
@@ -106,11 +119,129 @@ def _data_bytes(session: MySQLSession, schemas: list[str]) -> int:
         return 0
     marks = ", ".join(["%s"] * len(schemas))
     value = session.value(
-        "SELECT COALESCE(SUM(DATA_LENGTH + INDEX_LENGTH), 0) FROM information_schema.TABLES "
+        "SELECT COALESCE(SUM(DATA_LENGTH), 0) FROM information_schema.TABLES "
         f"WHERE TABLE_SCHEMA IN ({marks}) AND TABLE_TYPE = 'BASE TABLE'",
         schemas,
     )
     return int(value or 0)
+
+
+@dataclass(frozen=True)
+class ReadSample:
+    table: str  # schema.table
+    nbytes: int
+    rows: int
+    seconds: float
+
+    @property
+    def bytes_per_second(self) -> float:
+        return self.nbytes / self.seconds if self.seconds > 0 else 0.0
+
+
+def _value_bytes(value: Any) -> int:
+    if value is None:
+        return 1
+    if isinstance(value, bytes | bytearray | str):
+        return len(value)
+    return 8
+
+
+def sample_read(
+    endpoint: Endpoint,
+    schemas: list[str],
+    *,
+    max_seconds: float = SAMPLE_SECONDS,
+    max_bytes: int = SAMPLE_BYTES,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> ReadSample | None:
+    """Read the largest migrated table's first rows in key order, streamed and discarded, until
+    ``max_seconds`` or ``max_bytes``; None when there is no table or no row to read.
+
+    Its own session: a sample cut short is ended with KILL QUERY (a client cannot stop a result
+    otherwise), so the server stops reading at once instead of sending the rest of the table.
+    """
+    if not schemas:
+        return None
+    with MySQLSession(endpoint) as session:
+        marks = ", ".join(["%s"] * len(schemas))
+        largest = session.one(
+            "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES "
+            f"WHERE TABLE_SCHEMA IN ({marks}) AND TABLE_TYPE = 'BASE TABLE' "
+            "ORDER BY DATA_LENGTH DESC, TABLE_SCHEMA, TABLE_NAME LIMIT 1",
+            schemas,
+        )
+        if largest is None:
+            return None
+        found = base_tables(session, [str(largest[0])], only_table=str(largest[1]))
+        if not found:
+            return None
+        table = found[0]
+        columns = ", ".join(quote_identifier(c.name) for c in table.columns if not c.generated) or "1"
+        sql = f"SELECT {columns} FROM {table.sql_name}"
+        if table.key_columns and table.key_name:
+            # The key's own order through its index: never a sort of the whole table before the first row.
+            sql += f" FORCE INDEX ({quote_identifier(table.key_name)}) ORDER BY " + ", ".join(
+                quote_identifier(c) for c in table.key_columns
+            )
+        nbytes = rows = 0
+        cut_short = False
+        started = monotonic()
+        cursor = session.conn.cursor(pymysql.cursors.SSCursor)
+        try:
+            cursor.execute(sql)
+            while batch := cursor.fetchmany(SAMPLE_FETCH):
+                rows += len(batch)
+                nbytes += sum(_value_bytes(v) for row in batch for v in row)
+                if nbytes >= max_bytes or monotonic() - started >= max_seconds:
+                    cut_short = True
+                    break
+            seconds = monotonic() - started
+            if cut_short:
+                with MySQLSession(endpoint) as killer:
+                    killer.execute(f"KILL QUERY {int(session.conn.thread_id())}")
+        finally:
+            with contextlib.suppress(pymysql.err.Error):
+                cursor.close()  # drains what is in flight; a killed query ends with error 1317
+    if rows == 0:
+        return None
+    return ReadSample(table.qualified_name, nbytes, rows, seconds)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 1:
+        return "<1 s"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def copy_time_finding(
+    config: Config, source: MySQLSession, *, sample: ReadSample | None, unsampled_why: str = "nothing to sample"
+) -> Finding:
+    """Data size / (sampled read rate x copy.workers), against the binlog retention."""
+    schemas = list(config.migration.schemas)
+    size = _data_bytes(source, schemas)
+    workers = max(1, config.copy.workers)
+    if sample is not None and sample.bytes_per_second > 0:
+        rate = sample.bytes_per_second
+        how = (f"sampled {sample.nbytes / 1024 / 1024:.3g} MB in {sample.seconds:.3g} s from {sample.table}: "
+               f"{rate / 1024 / 1024:.3g} MB/s")
+    else:
+        rate = ASSUMED_MB_PER_S_PER_WORKER * 1024 * 1024
+        how = f"{unsampled_why}: an assumed {ASSUMED_MB_PER_S_PER_WORKER:g} MB/s"
+    seconds = size / (rate * workers)
+    hours = seconds / 3600
+    retention = config.binlog.retention_hours
+    return Finding(
+        "estimated copy time",
+        f"{_mb(size)} of data",
+        f"~{_duration(seconds)} ({how} x {workers} workers)",
+        WARNING if hours > retention else OK,
+        f"the copy may outlast binlog.retention_hours = {retention}: a streamer outage late in the copy could "
+        "find its binlogs purged; raise the retention (within the platform's limit)" if hours > retention else "",
+    )
 
 
 def _set(value: str) -> set[str]:
@@ -218,18 +349,12 @@ def compare_servers(config: Config, source: MySQLSession, target: MySQLSession) 
                         "super_read_only refuses the migrator's own writes: SET GLOBAL super_read_only = OFF on the "
                         "target (the migrator keeps it read_only itself)" if sro else ""))
 
-    size = _data_bytes(source, schemas)
-    rate = ASSUMED_MB_PER_S_PER_WORKER * max(1, config.copy.workers) * 1024 * 1024
-    hours = size / rate / 3600
-    retention = config.binlog.retention_hours
-    rows.append(Finding(
-        "estimated copy time (size/throughput, not sampled)",
-        f"{_mb(size)} of data+indexes",
-        f"~{hours:.1f} h at an assumed {ASSUMED_MB_PER_S_PER_WORKER:g} MB/s x {config.copy.workers} workers",
-        WARNING if hours > retention else OK,
-        f"the copy may outlast binlog.retention_hours = {retention}: a streamer outage late in the copy could "
-        "find its binlogs purged; raise the retention (within the platform's limit)" if hours > retention else "",
-    ))
+    try:
+        sample = sample_read(config.source, schemas)
+    except pymysql.err.MySQLError as exc:  # the report goes on, saying why its rate is assumed
+        rows.append(copy_time_finding(config, source, sample=None, unsampled_why=f"sample failed ({exc})"))
+    else:
+        rows.append(copy_time_finding(config, source, sample=sample))
     return rows
 
 

@@ -44,8 +44,8 @@ from migrator.mysql.positions import (
 from migrator.mysql.replication import replication_status
 from migrator.mysql.schema import base_tables
 from migrator.mysql.session import MySQLSession, error_code, quote_identifier
-from migrator.platforms.local_server import find_binary
 from migrator.ports import DnsProvider, DnsRecord
+from migrator.tools import client_tools
 from migrator.tools.binlog_text import (
     Transaction,
     account_statement_kind,
@@ -220,8 +220,9 @@ def tables_written_on_target(
     if not wanted or wanted[0] != start[0]:
         return None  # the start file is gone: cannot name the tables
     changed: set[tuple[str, str]] = set()
-    tool = find_binary(*flavour.binlog_tool)
-    with DefaultsFile(config.target, parent=config.secrets_dir) as cnf:
+    binlog = client_tools.binlog_tool(flavour)
+    tool = binlog.path
+    with DefaultsFile(config.target, parent=config.secrets_dir, product=binlog.product) as cnf:
         for name in wanted:
             argv = [tool, f"--defaults-extra-file={cnf}", "--read-from-remote-server"]
             if name == start[0]:

@@ -24,7 +24,7 @@ from migrator.journal import Journal
 from migrator.mysql.flavour import Flavour
 from migrator.mysql.positions import binary_logs, binlog_sequence
 from migrator.mysql.session import MySQLSession
-from migrator.platforms.local_server import find_binary
+from migrator.tools import client_tools
 from migrator.tools.binlog_streamer import list_archive
 from migrator.tools.binlog_text import Transaction, parse, statement_tables
 from migrator.tools.defaults_file import DefaultsFile
@@ -103,7 +103,7 @@ def scan(
     ignore_server_ids: frozenset[int] = frozenset(),
 ) -> list[StrayWrite]:
     """Transactions in the archive after ``since`` that touch one of ``schemas``; oldest first."""
-    tool = find_binary(*flavour.binlog_tool)
+    tool = client_tools.binlog_tool(flavour).path
     names = [f.name for f in list_archive(archive_dir)]
     return _scan_files(
         names, since, schemas, ignore_server_ids, lambda name: [tool, "--no-defaults", str(archive_dir / name)]
@@ -121,10 +121,11 @@ def scan_source(
 ) -> list[StrayWrite]:
     """The same, read from the source itself (REPLICATION SLAVE + REPLICATION CLIENT): always current, and
     read-only, so `status` can run it while no orchestrator (and so no streamer) runs."""
-    tool = find_binary(*flavour.binlog_tool)
+    binlog = client_tools.binlog_tool(flavour)
+    tool = binlog.path
     with MySQLSession(source) as s:
         names = [name for name, _size in binary_logs(s)]
-    with DefaultsFile(source, parent=secrets_dir) as cnf:
+    with DefaultsFile(source, parent=secrets_dir, product=binlog.product) as cnf:
         return _scan_files(
             names, since, schemas, ignore_server_ids,
             lambda name: [tool, f"--defaults-extra-file={cnf}", "--read-from-remote-server", name],

@@ -48,8 +48,8 @@ from migrator.mysql import positions
 from migrator.mysql.flavour import Flavour
 from migrator.mysql.positions import binlog_sequence
 from migrator.mysql.session import MySQLSession, connect, error_code, is_transient, quote_identifier
-from migrator.platforms.local_server import find_binary
 from migrator.ports import SnapshotCoordinates
+from migrator.tools import client_tools
 from migrator.tools.binlog_streamer import ArchivedFile, list_archive
 from migrator.tools.binlog_text import (
     Incident,
@@ -240,7 +240,7 @@ class BinlogApplier:
         self.fault_hook = fault_hook
         self._sleep = sleep
         self._monotonic = monotonic
-        self._tool = find_binary(*flavour.binlog_tool)
+        self._tool = client_tools.binlog_tool(flavour).path
         self.error: BaseException | None = None
         self._conn: Any = None  # a pymysql connection (the library ships no types)
         self._chunk_budget = max_chunk_bytes

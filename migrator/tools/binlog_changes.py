@@ -40,7 +40,7 @@ import structlog
 from migrator.mysql.flavour import Flavour
 from migrator.mysql.positions import binlog_sequence, position_key
 from migrator.mysql.schema import TableInfo
-from migrator.platforms.local_server import find_binary
+from migrator.tools import client_tools
 from migrator.tools.binlog_streamer import list_archive
 from migrator.tools.binlog_text import (
     FOOTER,
@@ -393,7 +393,7 @@ def read_changes(
     if position_key(end) <= position_key(start):
         return changes
     wanted = None if schemas is None else frozenset(schemas)
-    tool = find_binary(*flavour.binlog_tool)
+    tool = client_tools.binlog_tool(flavour).path
     for name, _size in _files_in_range(archive_dir, start, end):
         path = archive_dir / name
         if not path.is_file():

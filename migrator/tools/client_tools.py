@@ -205,3 +205,10 @@ def choose(source: Flavour, *, search_path: str | None = None) -> ToolSet:
 def for_flavour(source: Flavour) -> ToolSet:
     """The tool set for a source (cached per process: the streamer restarts reuse it)."""
     return choose(source)
+
+
+def binlog_tool(source: Flavour) -> ClientTool:
+    """The binlog tool that reads ``source``'s binlogs: the detected one, never a lookup by command name
+    (on Debian ``mysqlbinlog`` is MariaDB's). Raises EnvironmentProblem, saying what to install, when no
+    installed set can read them."""
+    return for_flavour(source).binlog

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, ClassVar
 
 import pytest
@@ -33,8 +35,9 @@ EVERY_CHECK = (
     "collation_server", "collations used by the schemas", "explicit_defaults_for_timestamp", "max_allowed_packet",
     "auto_increment_increment", "auto_increment_offset", "event_scheduler", "sql_require_primary_key",
     "binlog_row_image", "binlog_transaction_compression", "binlog_row_value_options", "gtid_mode",
-    "estimated copy time (size/throughput, not sampled)",
+    "estimated copy time",
 )
+SAMPLED = re.compile(r"sampled ([0-9.e+-]+) MB in ([0-9.e+-]+) s from (\S+): ([0-9.e+-]+) MB/s x (\d+) workers")
 
 
 def test_doctor_prints_the_table_for_the_sandbox(box: Sandbox) -> None:
@@ -49,6 +52,11 @@ def test_doctor_prints_the_table_for_the_sandbox(box: Sandbox) -> None:
     rows = rows_of(as_json)
     assert set(EVERY_CHECK) <= set(rows) and {r["status"] for r in rows.values()} == {"OK"}, rows
     assert rows["collations used by the schemas"]["target"] == "all present"
+    # The copy time comes from a short read of the source's largest migrated table, not an assumed rate.
+    sampled = SAMPLED.search(rows["estimated copy time"]["target"])
+    assert sampled, rows["estimated copy time"]
+    assert float(sampled[1]) > 0 and float(sampled[4]) > 0 and int(sampled[5]) == box.config().copy.workers
+    assert sampled[3].split(".")[0] in box.config().migration.schemas
     plan = box.cli("plan")
     assert plan.returncode == EXIT_OK and "compatibility (migrator doctor):" in plan.stdout
 
@@ -133,3 +141,40 @@ def test_doctor_for_the_embedded_sandbox_config(tmp_path: Path) -> None:
     assert {f.check for f in findings} >= set(EVERY_CHECK)
     assert not doctor.blocking(findings), lines
     assert lines[0].startswith("check") and any(line.startswith("sql_mode") for line in lines)
+
+
+def _bytes_sent(endpoint: Any) -> int:
+    with MySQLSession(endpoint) as s:
+        return int(s.rows("SHOW GLOBAL STATUS LIKE 'Bytes_sent'")[0][1])
+
+
+def test_the_copy_sample_is_bounded_and_ends_its_query(make_server: MakeServer) -> None:
+    """The source is production: the sample stops at its byte or time bound and the server stops reading."""
+    server = make_server("src", 1)
+    server.execute(
+        "CREATE DATABASE d", "CREATE TABLE d.big (id INT PRIMARY KEY, pad VARCHAR(1000))",
+        "INSERT INTO d.big SELECT seq, REPEAT('x', 1000) FROM d.seq_1_to_20000",
+        "CREATE TABLE d.small (id INT PRIMARY KEY)", "INSERT INTO d.small VALUES (1)",
+        "ANALYZE TABLE d.big, d.small", "CREATE DATABASE empty_one",
+    )
+    endpoint = admin_endpoint(server)
+    sent_before = _bytes_sent(endpoint)
+    sample = doctor.sample_read(endpoint, ["d"], max_bytes=1024 * 1024)
+    # The server sent about the sample, not the 20 MB table (a client alone cannot stop a result: KILL QUERY).
+    assert _bytes_sent(endpoint) - sent_before < 8 * 1024 * 1024
+    assert sample is not None and sample.table == "d.big"
+    assert 1024 * 1024 <= sample.nbytes < 1024 * 1024 + doctor.SAMPLE_FETCH * 1010
+    assert sample.rows < 20000 and sample.bytes_per_second > 0
+    by_time = doctor.sample_read(endpoint, ["d"], max_seconds=0)
+    assert by_time is not None and by_time.rows == doctor.SAMPLE_FETCH  # one fetch, then the bound
+    with MySQLSession(endpoint) as s:
+        running = s.rows("SELECT ID FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() "
+                         "AND INFO LIKE '%FROM `d`.`big`%'")
+    assert running == []  # the cut-short SELECTs were killed, not left streaming the table
+    # Nothing to read: the row falls back to the assumed rate and says so.
+    assert doctor.sample_read(endpoint, ["empty_one"]) is None
+    config = SimpleNamespace(migration=SimpleNamespace(schemas=("empty_one",)), copy=SimpleNamespace(workers=4),
+                             binlog=SimpleNamespace(retention_hours=24))
+    with MySQLSession(endpoint) as s:
+        row = doctor.copy_time_finding(config, s, sample=None)  # type: ignore[arg-type]
+    assert row.status == "OK" and "nothing to sample: an assumed 10 MB/s x 4 workers" in row.target

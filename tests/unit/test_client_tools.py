@@ -7,8 +7,10 @@ their option sets are the manual's. MariaDB's are the real tools installed on th
 
 from __future__ import annotations
 
+import os
 import stat
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,11 +18,15 @@ import pytest
 from migrator.endpoint import Endpoint, Tls
 from migrator.errors import EnvironmentProblem
 from migrator.mysql.flavour import MARIADB_10_11, MYSQL_8_0, MYSQL_8_4, Flavour
-from migrator.platforms.local_server import find_binary
+from migrator.platforms.local_server import LocalServer, find_binary
+from migrator.ports import SnapshotCoordinates
 from migrator.secrets import Secret
 from migrator.tools import client_tools
+from migrator.tools.binlog_applier import BinlogApplier
+from migrator.tools.binlog_changes import tables_changed
 from migrator.tools.client_tools import MARIADB, MYSQL, parse_version
 from migrator.tools.defaults_file import DefaultsFile
+from tests.conftest import MakeServer, admin_endpoint
 
 ORACLE_80 = "{name}  Ver 8.0.36 for Linux on x86_64 (MySQL Community Server - GPL)"
 ORACLE_84 = "{name}  Ver 8.4.3 for Linux on x86_64 (MySQL Community Server - GPL)"
@@ -40,14 +46,14 @@ def test_version_lines() -> None:
     assert parse_version(MARIADB_BINLOG.format(name="mysqlbinlog")) is None  # needs --help and a sibling
 
 
-def fake_tools(folder: Path, lines: dict[str, str], help_text: str = "") -> str:
+def fake_tools(folder: Path, lines: dict[str, str], help_text: str = "", otherwise: str = "exit 0") -> str:
     folder.mkdir(parents=True, exist_ok=True)
     for name, line in lines.items():
         script = folder / name
         script.write_text(
             "#!/bin/sh\n"
             f'if [ "$1" = "--version" ]; then echo "{line.format(name=name)}"; exit 0; fi\n'
-            f'if [ "$1" = "--help" ]; then echo "{help_text}"; exit 0; fi\nexit 0\n'
+            f'if [ "$1" = "--help" ]; then echo "{help_text}"; exit 0; fi\n{otherwise}\n'
         )
         script.chmod(script.stat().st_mode | stat.S_IXUSR)
     return str(folder)
@@ -133,6 +139,53 @@ def test_real_mariadb_binlog_rejects_oracle_credentials_file(tmp_path: Path) -> 
             done = subprocess.run([binlog, f"--defaults-extra-file={path}", "--version"], capture_output=True,
                                   check=False)
         assert (done.returncode == 0) is accepted, product
+
+
+@pytest.fixture
+def fresh_tool_choice() -> Iterator[None]:
+    client_tools.for_flavour.cache_clear()
+    yield
+    client_tools.for_flavour.cache_clear()
+
+
+def test_every_binlog_reader_uses_the_detected_tool_not_the_name(
+    make_server: MakeServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_tool_choice: None
+) -> None:
+    """An old Oracle client first on PATH: for a MySQL 8.0 source it cannot read compressed transactions, so
+    the MariaDB 10.11.19 set is chosen; the applier and the change reader must run that one, not whatever
+    answers to `mysqlbinlog` (which here rejects every option, as Oracle's does MariaDB's)."""
+    old = fake_tools(tmp_path / "old-oracle", {n: ORACLE_8019 for n in ("mysqlbinlog", "mysqldump", "mysql")},
+                     otherwise='echo "$0: [ERROR] unknown option \'$1\'" >&2; exit 1')
+    monkeypatch.setenv("PATH", f"{old}{os.pathsep}{os.environ.get('PATH', '')}")
+    chosen = client_tools.binlog_tool(MYSQL_8_0)
+    assert chosen.product == MARIADB and not chosen.path.startswith(old)
+    assert chosen == client_tools.for_flavour(MYSQL_8_0).binlog
+
+    server = make_server("src", 1)
+    server.execute("CREATE DATABASE d", "CREATE TABLE d.a (id INT PRIMARY KEY)")
+    p0 = _head(server)
+    server.execute("INSERT INTO d.a VALUES (1)")
+    assert tables_changed(server.datadir, MYSQL_8_0, p0, _head(server)) == {("d", "a")}
+    applier = BinlogApplier(admin_endpoint(server), server.datadir, MYSQL_8_0, schemas=frozenset({"d"}),
+                            start=SnapshotCoordinates(*p0), secrets_dir=tmp_path / "secrets")
+    assert applier._tool == chosen.path
+
+
+def test_a_combination_that_cannot_read_the_source_surfaces(tmp_path: Path, fresh_tool_choice: None) -> None:
+    """Only MariaDB's tools here, a MySQL 8.4 source: the readers raise what to install, never fall back to
+    whatever answers to `mysqlbinlog`."""
+    with pytest.raises(EnvironmentProblem, match=r"no MariaDB release is documented to read MySQL 8\.4") as refused:
+        tables_changed(tmp_path, MYSQL_8_4, ("mysql-bin.000001", 4), ("mysql-bin.000001", 400))
+    assert "install Oracle's MySQL client" in refused.value.hint
+
+
+def _head(server: LocalServer) -> tuple[str, int]:
+    conn = server.root()
+    with conn.cursor() as cur:
+        cur.execute("SHOW MASTER STATUS")
+        file, pos = cur.fetchone()[:2]
+    conn.close()
+    return str(file), int(pos)
 
 
 def test_unknown_tool_is_refused(tmp_path: Path) -> None:
