@@ -259,11 +259,19 @@ def test_kills_at_random_moments_never_lose_or_repeat_a_transaction(
         applier = make_applier(target, archive, start, tmp_path, group_commit=rnd.choice([1, 4, 25]))
         delay = rnd.uniform(0.002, 0.02)
 
-        def kill_later(applier: BinlogApplier = applier, delay: float = delay) -> None:
-            time.sleep(delay)
-            if applier.connection_id is not None:
-                with contextlib.suppress(pymysql.err.MySQLError):  # already gone
-                    target.execute(f"KILL {applier.connection_id}")
+        finished = threading.Event()
+
+        def kill_later(
+            applier: BinlogApplier = applier, delay: float = delay, finished: threading.Event = finished
+        ) -> None:
+            # The delay counts from the session's start: on a loaded machine connecting alone can take
+            # longer than the delay, and a kill before it would hit nothing (a whole pass, no interruption).
+            while applier.connection_id is None and not finished.wait(0.001):
+                pass
+            if finished.wait(delay) or applier.connection_id is None:
+                return
+            with contextlib.suppress(pymysql.err.MySQLError):  # already gone
+                target.execute(f"KILL {applier.connection_id}")
 
         killer = threading.Thread(target=kill_later)
         killer.start()
@@ -274,6 +282,7 @@ def test_kills_at_random_moments_never_lose_or_repeat_a_transaction(
             kills += 1
             done = False
         finally:
+            finished.set()
             killer.join()
             applier.close()
         if done:
