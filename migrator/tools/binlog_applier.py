@@ -34,7 +34,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -55,6 +55,7 @@ from migrator.tools.binlog_text import (
     Incident,
     PositionMarker,
     SessionStatement,
+    Statement,
     Transaction,
     TransactionAbandoned,
     TransactionPart,
@@ -490,12 +491,7 @@ class BinlogApplier:
             self._apply_ddl(file, tx, counters)
             return
         self._open_group()
-        for statement in tx.statements:
-            self._use_db_for(statement.db if statement.is_query else None)
-            sql = _clean(statement.sql)
-            self._queue(sql)
-            counters.statements += 1
-            counters.bytes += len(sql)
+        self._queue_statements(tx.statements, counters)
         counters.transactions += 1
         self._advance(file, tx.end_pos, tx.gtid)
 
@@ -536,12 +532,7 @@ class BinlogApplier:
             return
         self._refuse_statement_dml(file, part)
         self._open_group()
-        for statement in part.statements:
-            self._use_db_for(statement.db if statement.is_query else None)
-            sql = _clean(statement.sql)
-            self._queue(sql)  # sent in round trips of max_chunk_bytes inside the open target transaction
-            counters.statements += 1
-            counters.bytes += len(sql)
+        self._queue_statements(part.statements, counters)
         self._fault("apply.stream_part")
 
     def _stream_end(self, file: str, tx: Transaction, counters: _Counters) -> None:
@@ -563,12 +554,7 @@ class BinlogApplier:
             return
         self._refuse_statement_dml(file, tx)
         self._open_group()
-        for statement in tx.statements:
-            self._use_db_for(statement.db if statement.is_query else None)
-            sql = _clean(statement.sql)
-            self._queue(sql)
-            counters.statements += 1
-            counters.bytes += len(sql)
+        self._queue_statements(tx.statements, counters)
         counters.transactions += 1
         self._advance(file, tx.end_pos, tx.gtid)
         self._commit_group()
@@ -636,12 +622,7 @@ class BinlogApplier:
             )
         self._open_group()
         if outcome.commit and prepared.apply:
-            for statement in self._prepared_statements(outcome.xid, prepared):
-                self._use_db_for(statement.db if statement.is_query else None)
-                sql = _clean(statement.sql)
-                self._queue(sql)
-                counters.statements += 1
-                counters.bytes += len(sql)
+            self._queue_statements(self._prepared_statements(outcome.xid, prepared), counters)
             counters.transactions += 1
         else:
             counters.skipped += 1
@@ -726,6 +707,15 @@ class BinlogApplier:
         if excluded:
             return "skip", f"schemas not migrated: {sorted(excluded)}"
         return "apply", ""
+
+    def _queue_statements(self, statements: Iterable[Statement], counters: _Counters) -> None:
+        """Queue a transaction's statements into the open group (sent in round trips of max_chunk_bytes)."""
+        for statement in statements:
+            self._use_db_for(statement.db if statement.is_query else None)
+            sql = _clean(statement.sql)
+            self._queue(sql)
+            counters.statements += 1
+            counters.bytes += len(sql)
 
     def _use_db_for(self, db: str | None) -> None:
         # Only a migrated schema exists on the target for sure; others keep the current default.
