@@ -1,7 +1,7 @@
 """The `local` platform: the source is a server we can reach; the snapshot replica is a mariadbd we start.
 
 It does for a local source what RDS does for `CreateDBInstanceReadReplica`: a consistent copy of
-the source with its binlog coordinates (mysqldump --single-transaction --master-data), then real
+the source with its binlog coordinates (in parallel, migrator.platforms.replica_seed), then real
 replication from those coordinates. The replica process is detached (its own session) so it
 outlives an orchestrator killed mid-step, as an RDS instance would.
 """
@@ -9,22 +9,22 @@ outlives an orchestrator killed mid-step, as an RDS instance would.
 from __future__ import annotations
 
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 from migrator.config import Config
-from migrator.endpoint import Endpoint
 from migrator.errors import StepFailed
 from migrator.mysql.flavour import Flavour, detect
 from migrator.mysql.heartbeat import SCHEMA as HEARTBEAT_SCHEMA
 from migrator.mysql.replication import replication_status
 from migrator.mysql.session import MySQLSession, error_code, quote_identifier
-from migrator.platforms.local_server import LocalServer, build_template, find_binary
+from migrator.platforms.local_server import LocalServer, build_template
+from migrator.platforms.replica_seed import seed_replica
 from migrator.ports import ReplicaHandle, ReplicaState, SnapshotCoordinates
-from migrator.tools.defaults_file import DefaultsFile
 
 FOREVER_HOURS = 1_000_000  # expire_logs 0 means "never purge": report it as effectively unlimited
+# How long the replica's creation waits for prepared XA transactions on the source to end.
+XA_WAIT_SECONDS = 120.0
 
 
 class LocalPlatform:
@@ -123,67 +123,31 @@ class LocalPlatform:
             conn.close()
         with MySQLSession(src) as s:
             flavour = self._flavour(s)
-        replica = MySQLSession(self.config.source.with_address("127.0.0.1", server.port))
-        try:
+        replica_endpoint = self.config.source.with_address("127.0.0.1", server.port)
+        seeded = seed_replica(
+            src,
+            replica_endpoint,
+            flavour,
+            [*self.config.migration.schemas, HEARTBEAT_SCHEMA],
+            workers=max(1, self.config.copy.workers),
+            xa_timeout=XA_WAIT_SECONDS,
+            log=self.log,
+        )
+        with MySQLSession(replica_endpoint) as replica:
             replica.execute(flavour.stop_replica_sql)
             sql, args = flavour.change_source_sql(
-                host=src.host, port=src.port, user=user, password=password, log_file="", log_pos=4
+                host=src.host,
+                port=src.port,
+                user=user,
+                password=password,
+                log_file=seeded.coordinates.file,
+                log_pos=seeded.coordinates.position,
             )
-            # Host and credentials first: the dump's own CHANGE MASTER then sets only file and position.
-            sql = sql.split(", MASTER_LOG_FILE")[0].split(", SOURCE_LOG_FILE")[0]
-            replica.execute(sql, args[:4])
-            self._load_consistent_copy(flavour, replica.endpoint)
+            replica.execute(sql, args)
             replica.execute(flavour.start_replica_sql)
-        finally:
-            replica.close()
         self._created_marker(identifier).write_text("ok\n")
-        self.log.info("replica.created", replica=identifier, port=server.port)
+        self.log.info("replica.created", replica=identifier, port=server.port, seconds=round(seeded.seconds, 2))
         return self.replica_handle(identifier)
-
-    def _load_consistent_copy(self, flavour: Flavour, replica: Endpoint) -> None:
-        schemas = [*self.config.migration.schemas, HEARTBEAT_SCHEMA]
-        secrets = self.config.secrets_dir
-        with (
-            DefaultsFile(self.config.source, parent=secrets) as src_cnf,
-            DefaultsFile(replica, parent=secrets) as dst_cnf,
-        ):
-            dump = subprocess.Popen(
-                [
-                    find_binary(*flavour.dump_tool),
-                    f"--defaults-extra-file={src_cnf}",
-                    "--single-transaction",
-                    "--master-data=1",
-                    "--routines",
-                    "--triggers",
-                    "--events",
-                    "--hex-blob",
-                    "--no-tablespaces",
-                    "--databases",
-                    *schemas,
-                ],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-            )
-            load = subprocess.run(
-                # Not into the replica's own binlog (on for step 3's proof): the load is its starting state.
-                [
-                    find_binary(*flavour.client_tool),
-                    f"--defaults-extra-file={dst_cnf}",
-                    "--init-command=SET SESSION sql_log_bin = 0",
-                ],
-                stdin=dump.stdout,
-                capture_output=True,
-                check=False,
-            )
-            assert dump.stdout is not None
-            dump.stdout.close()
-            dump_err = dump.stderr.read() if dump.stderr else b""
-            dump.wait()
-        if dump.returncode != 0 or load.returncode != 0:
-            raise StepFailed(
-                "creating the local replica failed: "
-                + (dump_err.decode(errors="replace") + load.stderr.decode(errors="replace")).strip()[-1500:]
-            )
 
     def replica_state(self, identifier: str) -> ReplicaState:
         if not self._created_marker(identifier).exists():
