@@ -10,7 +10,8 @@ from migrator.errors import PreflightFailed
 from migrator.journal import Journal
 from migrator.mysql.chunking import MIN_CHUNK_TIMEOUT, Chunk, LazyPlanner, chunk_timeout, copy_order
 from migrator.mysql.heartbeat import SCHEMA as HEARTBEAT_SCHEMA
-from migrator.mysql.schema import TableInfo, copy_schema, target_is_empty
+from migrator.mysql.schema import TableInfo, base_tables, copy_schema, missing_tables, target_is_empty
+from migrator.mysql.session import MySQLSession
 from migrator.step import Check, StepContext
 from migrator.tools.dump_pipe import ChunkCopier, CopyProgress
 from steps.s03_snapshot import prove_snapshot
@@ -46,6 +47,7 @@ class JournalChunkLedger:
 
 
 PLAN_COMPLETE = "copy_plan_complete"
+SCHEMA_COPIED = "copy_schema_created"
 
 
 def check(ctx: StepContext) -> Check:
@@ -79,9 +81,28 @@ def run(ctx: StepContext) -> dict[str, Any]:
             target.execute(sql)  # applications must not write to the target before the cut-over
         # Copy only a snapshot still equal to its coordinates (review A3); again once the copy is done.
         prove_snapshot(ctx, when="before the copy")
-        with ctx.snapshot() as snapshot:
+        snapshot_endpoint = ctx.platform.replica_handle(ctx.fact("replica_id")).endpoint
+        with MySQLSession(snapshot_endpoint) as snapshot:
             # One catalog read for every table; the plan and the copier use these layouts (review C2).
-            tables = copy_order(copy_schema(snapshot, target, schemas))
+            tables: list[TableInfo] = []
+            if ctx.journal.fact(SCHEMA_COPIED) is not None:
+                # A resume: the snapshot is frozen and this run created every table already; unless one
+                # is gone from the target since, no per-table catalog round trips (25 s per 1,000 tables).
+                tables = copy_order(base_tables(snapshot, schemas))
+                if missing_tables(target, tables):
+                    tables = []
+            if not tables:
+                tables = copy_order(
+                    copy_schema(
+                        snapshot,
+                        target,
+                        schemas,
+                        workers=cfg.copy.workers,
+                        connect_snapshot=lambda: MySQLSession(snapshot_endpoint),
+                        connect_target=ctx.target,
+                    )
+                )
+                ctx.put_fact(SCHEMA_COPIED, {"tables": len(tables)})
     total_tables = max(1, len(tables))
     tables_before = 0
     batch_size = 0
@@ -98,7 +119,7 @@ def run(ctx: StepContext) -> dict[str, Any]:
         ctx.services.check()
 
     copier = ChunkCopier(
-        ctx.platform.replica_handle(ctx.fact("replica_id")).endpoint,
+        snapshot_endpoint,
         cfg.target,
         ctx.source_flavour,
         workers=cfg.copy.workers,

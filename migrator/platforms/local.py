@@ -23,6 +23,9 @@ from migrator.platforms.replica_seed import seed_replica
 from migrator.ports import ReplicaHandle, ReplicaState, SnapshotCoordinates
 
 FOREVER_HOURS = 1_000_000  # expire_logs 0 means "never purge": report it as effectively unlimited
+# The step-6 copy reads every table of the replica: with more tables than the defaults (400
+# definitions, 2000 open tables), each chunk reopened its table's definition.
+REPLICA_ARGS = ("--table-definition-cache=16384", "--table-open-cache=16384")
 # How long the replica's creation waits for prepared XA transactions on the source to end.
 XA_WAIT_SECONDS = 120.0
 
@@ -87,6 +90,7 @@ class LocalPlatform:
             # Its own writes (an event, a person) then move gtid_binlog_pos: step 3's proof sees them.
             # Replicated events stay out of its binlog (log_slave_updates is off).
             log_bin=True,
+            extra_args=REPLICA_ARGS,
         )
 
     def _created_marker(self, identifier: str) -> Path:

@@ -78,9 +78,8 @@ class _Worker:
     def __init__(self, snapshot: MySQLSession, replica: Endpoint) -> None:
         self.source = snapshot
         self.source.execute(f"SAVEPOINT {SAVEPOINT}")
-        self.replica = MySQLSession(replica)
+        self.replica = _replica_session(replica)
         for sql in (
-            "SET SESSION sql_log_bin = 0",
             f"SET SESSION time_zone = '{SESSION_TIME_ZONE}'",
             "SET SESSION foreign_key_checks = 0",
             # Not strict: strict refuses ENUM's index-0 value; every other warning fails the chunk.
@@ -173,13 +172,18 @@ def _copy_rows(
         return sum(f.result() for f in futures)
 
 
+def _replica_session(replica: Endpoint) -> MySQLSession:
+    session = MySQLSession(replica)
+    session.execute("SET SESSION sql_log_bin = 0")  # the load is the replica's starting state, not its own writes
+    return session
+
+
 def _copy_definitions(catalog: MySQLSession, replica: Endpoint, schemas: list[str]) -> int:
     """Procedures, functions, views, triggers and events of ``schemas``, as step 12 creates them on the target."""
     definitions = [routines.definition(catalog, ref) for ref in routines.list_objects(catalog, schemas)]
     if not definitions:
         return 0
-    with MySQLSession(replica) as session:
-        session.execute("SET SESSION sql_log_bin = 0")
+    with _replica_session(replica) as session:
         pending = definitions
         errors: dict[str, str] = {}
         while pending:  # a view over a view: in passes until nothing more succeeds
@@ -221,11 +225,20 @@ def seed_replica(
     )
     try:
         with MySQLSession(source) as catalog:
-            with MySQLSession(replica) as target:
-                target.execute("SET SESSION sql_log_bin = 0")
-                tables = copy_schema(catalog, target, schemas, defer_indexes=False)
+            with _replica_session(replica) as target:
+                tables = copy_schema(
+                    catalog,
+                    target,
+                    schemas,
+                    defer_indexes=False,
+                    workers=workers,
+                    connect_snapshot=lambda: MySQLSession(source),
+                    connect_target=lambda: _replica_session(replica),
+                )
+            schema_seconds = time.monotonic() - started
             chunks = _plan(catalog, tables, chunk_bytes)
             rows = _copy_rows(snapshot.sessions, replica, {(t.schema, t.name): t for t in tables}, chunks)
+            rows_seconds = time.monotonic() - started - schema_seconds
             objects = _copy_definitions(catalog, replica, schemas)
     finally:
         snapshot.close()
@@ -237,6 +250,8 @@ def seed_replica(
         rows=report.rows,
         objects=report.objects,
         seconds=round(report.seconds, 2),
+        schema_seconds=round(schema_seconds, 2),
+        rows_seconds=round(rows_seconds, 2),
         file=report.coordinates.file,
         position=report.coordinates.position,
     )
