@@ -109,6 +109,11 @@ class TableInfo:
         return self.key_name if self.key_columns else self.range_index
 
     @property
+    def size_estimate(self) -> int:
+        """Bytes of rows by the catalog: its data length, or rows x average row length where that is more."""
+        return max(self.data_length, self.rows_estimate * self.avg_row_length)
+
+    @property
     def is_transactional(self) -> bool:
         return self.engine.lower() in TRANSACTIONAL_ENGINES
 
@@ -361,6 +366,7 @@ def _create_tables(
     present: set[tuple[str, str]],
     *,
     defer_indexes: bool,
+    defer_min_bytes: int = 0,
 ) -> int:
     """Create those of ``tables`` the target lacks; compare the others. Returns how many were created."""
     created = 0
@@ -374,9 +380,10 @@ def _create_tables(
             if table.schema != current_schema:
                 target.execute(f"USE {quote_identifier(table.schema)}")
                 current_schema = table.schema
-            target.execute(stripped if defer_indexes else create)
+            defer = defer_indexes and table.size_estimate > defer_min_bytes
+            target.execute(stripped if defer else create)
             created += 1
-            log.debug("schema.table_created", table=table.qualified_name, deferred_indexes=len(deferred) if defer_indexes else 0)
+            log.debug("schema.table_created", table=table.qualified_name, deferred_indexes=len(deferred) if defer else 0)
             continue
         existing = _show_create(target, table.schema, table.name)
         if existing is None or _normalised_create(existing) not in (_normalised_create(create), _normalised_create(stripped)):
@@ -393,6 +400,7 @@ def copy_schema(
     schemas: Sequence[str],
     *,
     defer_indexes: bool = True,
+    defer_min_bytes: int = 0,
     workers: int = 1,
     connect_snapshot: Callable[[], MySQLSession] | None = None,
     connect_target: Callable[[], MySQLSession] | None = None,
@@ -400,7 +408,9 @@ def copy_schema(
     """Create ``schemas``, their sequences (with their state) and base tables on the target; returns the tables.
 
     With ``defer_indexes``, tables are created without their deferrable secondary indexes (see
-    split_deferred_indexes); plan_chunks(..., with_indexes=True) then plans the chunk that adds them.
+    split_deferred_indexes); plan_chunks(..., with_indexes=True) then plans the chunk that adds them
+    (a no-op for a table that has them). Tables of at most ``defer_min_bytes`` keep their indexes: for
+    a table loaded in one chunk, a separate index build (a DDL) costs more than it saves.
     Idempotent: an existing identical database or table (or one lacking only the deferred indexes)
     is kept; a different one raises PreflightFailed naming it, and nothing is dropped.
 
@@ -441,11 +451,13 @@ def copy_schema(
             with connect_snapshot() as snap, connect_target() as tgt:
                 _prepare_session(snap, target=False)
                 _prepare_session(tgt, target=True)
-                return _create_tables(snap, tgt, share, names, defer_indexes=defer_indexes)
+                return _create_tables(snap, tgt, share, names, defer_indexes=defer_indexes, defer_min_bytes=defer_min_bytes)
 
         with ThreadPoolExecutor(max_workers=len(shares), thread_name_prefix="schema") as pool:
             created = sum(pool.map(create_share, shares))
     else:
-        created = _create_tables(snapshot, target, tables, names, defer_indexes=defer_indexes)
+        created = _create_tables(
+            snapshot, target, tables, names, defer_indexes=defer_indexes, defer_min_bytes=defer_min_bytes
+        )
     log.info("schema.tables_created", created=created, kept=len(tables) - created)
     return tables

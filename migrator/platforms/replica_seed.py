@@ -62,9 +62,8 @@ class SeedReport:
 def _plan(catalog: MySQLSession, tables: Sequence[TableInfo], chunk_bytes: int) -> list[Chunk]:
     """Whole small tables (no query), key ranges of big ones; biggest tables first, so they do not finish last."""
     chunks: list[Chunk] = []
-    for table in sorted(tables, key=lambda t: (-max(t.data_length, t.rows_estimate * t.avg_row_length), t.name)):
-        size = max(table.data_length, table.rows_estimate * table.avg_row_length)
-        if size <= chunk_bytes:
+    for table in sorted(tables, key=lambda t: (-t.size_estimate, t.schema, t.name)):
+        if table.size_estimate <= chunk_bytes:
             chunks.append(Chunk(table.schema, table.name, 0, (), None, None))
         else:
             # Boundaries from the live source: any boundaries tile the table, the rows come from the snapshot.
