@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from migrator.config import Config
@@ -31,21 +32,40 @@ def describe(config: Config) -> str:
 
 
 class JournalChunkLedger:
-    """The journal as the copier's ledger: a chunk is done only after the target committed it."""
+    """The journal as the copier's ledger: a chunk is done only after the target committed it.
 
-    def __init__(self, journal: Journal) -> None:
+    Done chunks are journaled in groups (every ``FLUSH_CHUNKS`` chunks or ``FLUSH_SECONDS``, and by
+    flush() when a copy ends or fails): one fsync per chunk in the dispatching thread cost 1 ms a
+    chunk, 10 s at 10,000 tables. A crash loses at most the group's marks, and a resume reloads those
+    chunks (each attempt clears its range first), so nothing is lost or doubled.
+    """
+
+    FLUSH_CHUNKS = 64
+    FLUSH_SECONDS = 0.5
+
+    def __init__(self, journal: Journal, monotonic: Callable[[], float] = time.monotonic) -> None:
         self.journal = journal
+        self.monotonic = monotonic
+        self._pending: dict[str, tuple[int, int]] = {}
+        self._since = 0.0
 
     def is_done(self, chunk_id: str) -> bool:
-        return self.journal.chunk_status(chunk_id) == "done"
+        return chunk_id in self._pending or self.journal.chunk_status(chunk_id) == "done"
 
     def mark_started(self, chunk: Chunk) -> None:
-        # Not journaled: a resume reloads every chunk not done, started or not, and a write (with its
-        # fsync) per chunk in the dispatching thread held up the workers at 1,000s of small tables.
+        # Not journaled: a resume reloads every chunk not done, started or not.
         pass
 
     def mark_done(self, chunk: Chunk, rows: int, bytes: int) -> None:
-        self.journal.mark_chunk(chunk.chunk_id(), "done", rows, bytes)
+        if not self._pending:
+            self._since = self.monotonic()
+        self._pending[chunk.chunk_id()] = (rows, bytes)
+        if len(self._pending) >= self.FLUSH_CHUNKS or self.monotonic() - self._since >= self.FLUSH_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        self.journal.mark_chunks_done([(cid, rows, nbytes) for cid, (rows, nbytes) in self._pending.items()])
+        self._pending.clear()
 
 
 PLAN_COMPLETE = "copy_plan_complete"
@@ -133,13 +153,15 @@ def run(ctx: StepContext) -> dict[str, Any]:
             checked[0] = now
             ctx.services.check()
 
+    ledger = JournalChunkLedger(ctx.journal)
+
     def make_copier(method: str) -> ChunkCopier:
         return ChunkCopier(
             snapshot_endpoint,
             cfg.target,
             ctx.source_flavour,
             workers=cfg.copy.workers,
-            ledger=JournalChunkLedger(ctx.journal),
+            ledger=ledger,
             secrets_dir=cfg.secrets_dir,
             on_progress=on_progress,
             log=ctx.log,
@@ -183,7 +205,10 @@ def run(ctx: StepContext) -> dict[str, Any]:
                 chunk_timeout(t, by_table.get((t.schema, t.name), []), cfg.copy.chunk_mb * 1024 * 1024) for t in share
             )
             copier.use_tables(share)
-            report = copier.copy([c for t in share for c in by_table.get((t.schema, t.name), [])])
+            try:
+                report = copier.copy([c for t in share for c in by_table.get((t.schema, t.name), [])])
+            finally:
+                ledger.flush()  # what was done is journaled, also when a chunk failed
             copier.forget_tables(share)
             rows += report.rows
         tables_before += len(batch)
