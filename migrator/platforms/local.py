@@ -12,6 +12,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import pymysql
+
 from migrator.config import Config
 from migrator.errors import StepFailed
 from migrator.mysql.flavour import Flavour, detect
@@ -128,15 +130,23 @@ class LocalPlatform:
         with MySQLSession(src) as s:
             flavour = self._flavour(s)
         replica_endpoint = self.config.source.with_address("127.0.0.1", server.port)
-        seeded = seed_replica(
-            src,
-            replica_endpoint,
-            flavour,
-            [*self.config.migration.schemas, HEARTBEAT_SCHEMA],
-            workers=max(1, self.config.copy.workers),
-            xa_timeout=XA_WAIT_SECONDS,
-            log=self.log,
-        )
+        try:
+            seeded = seed_replica(
+                src,
+                replica_endpoint,
+                flavour,
+                [*self.config.migration.schemas, HEARTBEAT_SCHEMA],
+                workers=max(1, self.config.copy.workers),
+                xa_timeout=XA_WAIT_SECONDS,
+                log=self.log,
+            )
+        except pymysql.err.MySQLError as exc:
+            # 1412 (a table altered or created after the snapshot opened) and lost connections land
+            # here: the next run starts the replica again from nothing.
+            raise StepFailed(
+                f"creating the local replica failed: {exc}",
+                hint="run again: the replica is rebuilt from the start (avoid DDL on the source meanwhile)",
+            ) from exc
         with MySQLSession(replica_endpoint) as replica:
             replica.execute(flavour.stop_replica_sql)
             sql, args = flavour.change_source_sql(
