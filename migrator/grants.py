@@ -121,9 +121,10 @@ TABLE: tuple[Need, ...] = (
          _same("SELECT"), (alt("SHOW_ROUTINE"), alt("SELECT")), on=MYSQL_SCHEMA, mysql_on=GLOBAL),
     Need("2", "source", "SET GLOBAL binlog_expire_logs_seconds (binlog retention)",
          _each("BINLOG ADMIN", "SUPER"), _each("BINLOG_ADMIN", "SYSTEM_VARIABLES_ADMIN", "SUPER"), when=LOCAL),
-    Need("2", "source", "mysqldump --single-transaction --master-data (FLUSH TABLES WITH READ LOCK)",
+    Need("2", "source", "BACKUP STAGE BLOCK_COMMIT (MySQL: FLUSH TABLES WITH READ LOCK) for a moment, while the local "
+         "replica's snapshot sessions open at one binlog position",
          _same("RELOAD"), _same("RELOAD"), when=LOCAL),
-    Need("2", "source", "mysqldump --routines --triggers --events of the schemas and _migrator (the local replica)",
+    Need("2", "source", "the local replica's copy of the schemas and _migrator: rows, routines, views, triggers, events",
          _same("SELECT", "SHOW VIEW", "TRIGGER", "EVENT"), _same("SELECT", "SHOW VIEW", "TRIGGER", "EVENT"),
          on=SCHEMAS_AND_MIGRATOR, when=LOCAL),
     Need("9, 10", "source", "SET GLOBAL read_only = ON (and OFF if the pause fails)",
