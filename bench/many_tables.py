@@ -9,21 +9,31 @@ seconds (per-table planning summed over its threads, mostly overlapping the copy
 orchestrator's peak RSS, the journal's size, and seconds per 1,000 tables (the goal: no worse at
 10,000 than at 1,000).
 
-Measured on the 2-core VM shared with other jobs (December 2026; load average 4-11, so seconds vary
+Measured on the 2-core VM shared with other jobs (December 2026; load average 2-11, so seconds vary
 by 2x between runs):
 
-| tables | code | steps 1-10 | step 2 (local replica) | step 6 (copy) | copy rate | peak RSS | journal |
-|---|---|---|---|---|---|---|---|
-| 1,000 | before (a98ee21) | 158 s | 13.3 s | 139.6 s | 8.4 chunks/s | 58.7 MB | 0.39 MB |
-| 1,000 | after | 43.6 s (96 s under load 10) | 10.9 s | 29.8 s | 39 chunks/s | 53 MB | 0.42 MB |
-| 10,000 | after | ~1,420 s (resumed once) | 336 s | ~1,000 s | 15.6 chunks/s | 77 MB (104 in step 8) | 3.2 MB |
+| tables | code | steps 1-10 | step 2 (local replica) | step 6 (copy) | step 8 | copy rate | peak RSS | journal |
+|---|---|---|---|---|---|---|---|---|
+| 1,000 | before (a98ee21) | 158 s | 13.3 s | 139.6 s | | 8.4 chunks/s | 58.7 MB | 0.39 MB |
+| 1,000 | after C2 (dc3545f) | 43.6-59.9 s | 10.9-21.1 s | 29.8-34.0 s | 3.0 s | 39 chunks/s | 54 MB | 0.76 MB |
+| 3,000 | after C2 (dc3545f) | 196.9 s | 43.1 s | 135.3 s | 12.7 s | | 62 MB | 2.0 MB |
+| 10,000 | after C2 | ~1,420 s (resumed once) | 336 s | ~1,000 s | | 15.6 chunks/s | 77 MB (104 in step 8) | 3.2 MB |
+| 1,000 | issue 13 item 3 | 15.8-19.9 s | 6.4-8.4 s | 5.0-6.6 s | 2.7-2.9 s | 230 chunks/s | 55 MB | 0.76 MB |
+| 3,000 | issue 13 item 3 | 39.5-49.7 s | 16.8-20.0 s | 15.1-19.3 s | 4.5-7.9 s | 230 chunks/s | 62 MB | 2.0 MB |
 
-Before, the issue measured 0.6 chunks/s at 10,000 tables (each chunk read the whole schema's
-catalog). What is left at 10,000 is per table, not per table squared: copy_schema (2 catalog
-lookups and 2 SHOW CREATE per table, about 25 s per 1,000 tables), the local replica's single
-mysqldump | mysql (336 s), and the servers' table caches: at the default table_definition_cache
-(400) and table_open_cache (2000) every chunk reopened its table's definition (167,434 definition
-opens on the source for 10,001 tables).
+Per 1,000 tables, 1,000 then 3,000 tables: 60 and 66 s before issue 13 item 3, 16 and 13-17 s after.
+Before it, the per-table costs were: the local replica's single ``mariadb-dump | mariadb`` (now a
+parallel seed from one consistent snapshot, migrator/platforms/replica_seed.py), copy_schema's
+four catalog round trips per table, one after another (now one catalog read, tables created by
+copy.workers sessions), two client processes per chunk of a 20-row table (small tables now go by
+the row path, created with their indexes instead of an index build each), and a journal fsync per
+chunk start and per chunk end in the dispatching thread (now none at the start, grouped at the
+end). What is left per table: CREATE TABLE on the replica and on the target (about 3 ms each here)
+and step 8's checksum of each table with a journal fact per table. At the default
+table_definition_cache (400) and table_open_cache (2000) every chunk reopens its table's definition
+(167,434 definition opens on the source for 10,001 tables): the local replica now starts with room
+for 16k tables, and ``migrator doctor`` warns when the source's or target's caches are smaller than
+the migration's table count.
 """
 
 from __future__ import annotations
