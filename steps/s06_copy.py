@@ -27,7 +27,8 @@ def describe(config: Config) -> str:
         f"copy the schemas {', '.join(config.migration.schemas)} from the snapshot to the target: sequences (with "
         f"their state) and tables first (no views/routines/triggers/events), then data in "
         f"~{config.copy.chunk_mb} MB primary-key chunks with "
-        f"{config.copy.workers} parallel mysqldump|mysql pipes, one target transaction and one journal row per chunk"
+        f"{config.copy.workers} parallel mysqldump|mysql pipes (tables up to 2 MB: one SELECT and one INSERT each),"
+        " one target transaction and one journal row per chunk"
     )
 
 
