@@ -114,8 +114,11 @@ def map_definer(
     return _DEFINER.sub(lambda _m: replacement, sql, count=1), found
 
 
-def create(session: MySQLSession, d: Definition) -> None:
-    """Drop-if-exists then create, in the object's schema and with its original session settings."""
+def create(session: MySQLSession, d: Definition, *, events_disabled: bool = True) -> None:
+    """Drop-if-exists then create, in the object's schema and with its original session settings.
+
+    Events are created DISABLED unless ``events_disabled`` is False (a replica's twin of the source).
+    """
     ref = d.ref
     session.execute(f"USE {quote_identifier(ref.schema)}")
     session.execute("SET SESSION sql_mode = %s", (d.sql_mode,))
@@ -124,7 +127,7 @@ def create(session: MySQLSession, d: Definition) -> None:
     if d.time_zone:
         session.execute("SET SESSION time_zone = %s", (d.time_zone,))
     session.execute(f"DROP {ref.kind} IF EXISTS {qualified(ref.schema, ref.name)}")
-    session.execute(disabled_event_sql(d.create_sql) if ref.kind == "EVENT" else d.create_sql)
+    session.execute(disabled_event_sql(d.create_sql) if ref.kind == "EVENT" and events_disabled else d.create_sql)
 
 
 def drop(session: MySQLSession, ref: ObjectRef) -> None:

@@ -14,7 +14,7 @@ after it), done with the copy's own pieces:
    After each chunk the session rolls back to a savepoint, which keeps the snapshot but releases
    the table's metadata lock, so DDL on the source waits at most for one chunk (as mysqldump does).
 4. Procedures, functions, views, triggers (after the rows: they must not fire on the load) and
-   events (disabled, as on any replica) are created, so that DDL the source logs later (a DROP
+   events (with the source's status; the replica's scheduler is off) are created, so that DDL the source logs later (a DROP
    PROCEDURE, an ALTER VIEW) replays on the replica as it did after the dump.
 
 Nothing goes to the replica's binlog (sql_log_bin = 0: step 3's proof reads it for the replica's
@@ -178,7 +178,7 @@ def _replica_session(replica: Endpoint) -> MySQLSession:
 
 
 def _copy_definitions(catalog: MySQLSession, replica: Endpoint, schemas: list[str]) -> int:
-    """Procedures, functions, views, triggers and events of ``schemas``, as step 12 creates them on the target."""
+    """Procedures, functions, views, triggers and events of ``schemas`` (events with the source's status)."""
     definitions = [routines.definition(catalog, ref) for ref in routines.list_objects(catalog, schemas)]
     if not definitions:
         return 0
@@ -189,7 +189,9 @@ def _copy_definitions(catalog: MySQLSession, replica: Endpoint, schemas: list[st
             failed = []
             for d in pending:
                 try:
-                    routines.create(session, d)
+                    # Events keep their status, as in the source (and as the dump had them): step 3
+                    # refuses a replica whose scheduler could fire them.
+                    routines.create(session, d, events_disabled=False)
                 except pymysql.err.MySQLError as exc:
                     failed.append(d)
                     errors[str(d.ref)] = str(exc)

@@ -88,7 +88,10 @@ def _contents(session: MySQLSession) -> dict[str, Any]:
     }
     sequences = {k: v.state for k, v in read_sequences(session, SCHEMAS).items()}
     objects = sorted(str(r) for r in routines.list_objects(session, SCHEMAS))
-    return {"tables": tables, "sequences": sequences, "objects": objects}
+    events = session.rows(
+        "SELECT EVENT_SCHEMA, EVENT_NAME, STATUS FROM information_schema.EVENTS ORDER BY EVENT_SCHEMA, EVENT_NAME"
+    )
+    return {"tables": tables, "sequences": sequences, "objects": objects, "events": events}
 
 
 def _wait_for(condition: Any, timeout: float, what: str) -> None:
