@@ -22,6 +22,9 @@ by 2x between runs):
 | 3,000 | issue 13 item 3 | 39.5-49.7 s | 16.8-20.0 s | 15.1-19.3 s | 4.5-7.9 s | 230 chunks/s | 62 MB | 2.0 MB |
 
 Per 1,000 tables, 1,000 then 3,000 tables: 60 and 66 s before issue 13 item 3, 16 and 13-17 s after.
+Back to back under a load average of 7-9 (the same minutes for both): 1,000 tables 88.5 s before
+(step 2 28.3, step 6 55.0, step 8 2.7) and 21.6 s after (9.2, 8.8, 1.7); 3,000 tables 219.5 s
+before (71.9, 132.9, 9.7) and 69.9 s after (29.0, 26.5, 9.9): 73 and 23 s per 1,000 tables.
 Before it, the per-table costs were: the local replica's single ``mariadb-dump | mariadb`` (now a
 parallel seed from one consistent snapshot, migrator/platforms/replica_seed.py), copy_schema's
 four catalog round trips per table, one after another (now one catalog read, tables created by
