@@ -34,7 +34,8 @@ class PreparedXa:
         return self.sql
 
 
-def _row(flavour: Flavour, row: tuple[Any, ...]) -> PreparedXa:
+def from_recover_row(flavour: Flavour, row: tuple[Any, ...]) -> PreparedXa:
+    """One XA RECOVER row: data is gtrid then bqual, split at gtrid_length."""
     format_id, gtrid_length, _bqual_length, data = row[:4]
     raw = flavour.xa_data(data)
     return PreparedXa(int(format_id), raw[: int(gtrid_length)], raw[int(gtrid_length) :])
@@ -43,6 +44,6 @@ def _row(flavour: Flavour, row: tuple[Any, ...]) -> PreparedXa:
 def prepared_xas(session: MySQLSession, flavour: Flavour) -> list[PreparedXa]:
     """Every XA transaction in the PREPARED state on this server, whichever session prepared it."""
     return sorted(
-        (_row(flavour, row) for row in session.rows(flavour.xa_recover_sql)),
+        (from_recover_row(flavour, row) for row in session.rows(flavour.xa_recover_sql)),
         key=lambda xa: (xa.format_id, xa.gtrid, xa.bqual),
     )
