@@ -129,7 +129,7 @@ def _stop_clear_of_prepared_xa(ctx: StepContext, identifier: str) -> SnapshotCoo
         "rows, so replication was started again and nothing was promoted",
         hint="on the source, `XA RECOVER` lists them: have the application (or its transaction manager) "
         "finish them, or end one that was left behind with `XA COMMIT <xid>` or `XA ROLLBACK <xid>` "
-        "(xid as listed above), then `migrator retry-step 3`",
+        "(xid as listed above), then `migrator run` again: step 3 starts over",
     )
 
 
