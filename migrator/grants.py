@@ -153,6 +153,11 @@ TABLE: tuple[Need, ...] = (
          _same("EXECUTE"), _same("EXECUTE"), on=procedure("mysql.rds_set_configuration"), when=RDS),
     Need("3", "snapshot", "CALL mysql.rds_stop_replication (the replica keeps the source's accounts)",
          _same("EXECUTE"), _same("EXECUTE"), on=procedure("mysql.rds_stop_replication"), when=RDS),
+    Need("3", "snapshot", "XA RECOVER after the stop (a point holding a prepared XA transaction is no snapshot; "
+         "RDS for MySQL gives the master user XA_RECOVER_ADMIN from 8.0.36)",
+         (alt("USAGE"),), _same("XA_RECOVER_ADMIN"), when=RDS),
+    Need("3", "snapshot", "CALL mysql.rds_start_replication (again, when the stop held a prepared XA transaction)",
+         _same("EXECUTE"), _same("EXECUTE"), on=procedure("mysql.rds_start_replication"), when=RDS),
     # --- target ----------------------------------------------------------------------------------
     Need("6, 7, 12", "target", "CREATE DATABASE, CREATE TABLE (with foreign keys), DROP ... IF EXISTS",
          _same("CREATE", "DROP"), _same("CREATE", "DROP", "REFERENCES"), on=SCHEMAS_AND_MIGRATOR),
