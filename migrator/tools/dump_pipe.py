@@ -41,15 +41,16 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import ExitStack
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Any
 
 import pymysql
 import pymysql.cursors
 import structlog
 
+from migrator.copy.ledger import ChunkLedger, MemoryLedger
+from migrator.copy.types import ChunkCopyFailed, ChunkResult, CopyProgress, CopyReport
 from migrator.endpoint import Endpoint
 from migrator.errors import StepFailed
 from migrator.mysql.binlog_readers import binlog_readers
@@ -73,6 +74,21 @@ from migrator.mysql.session import (
 )
 from migrator.tools import client_tools
 from migrator.tools.defaults_file import DefaultsFile
+
+# Moving into migrator.copy; importers may still name these here.
+__all__ = [
+    "SELECT_TSV",
+    "ChunkCopier",
+    "ChunkCopyFailed",
+    "ChunkLedger",
+    "ChunkResult",
+    "CopyProgress",
+    "CopyReport",
+    "MemoryLedger",
+    "enum_members",
+    "find_select_tsv",
+    "has_lossy_columns",
+]
 
 # Error numbers in a tool's stderr that are worth one more attempt of the same chunk.
 TRANSIENT_TOOL_ERRORS = ("ERROR 2013", "ERROR 2006", "ERROR 2002", "ERROR 2003", "ERROR 1205", "ERROR 1213")
@@ -279,97 +295,6 @@ def tsv_load_columns(table: TableInfo, *, null_flags: bool = True) -> tuple[list
 def insert_prefix(table: TableInfo) -> bytes:
     cols = ", ".join(quote_identifier(c.name) for c in table.columns if not c.generated)
     return f"INSERT INTO {table.sql_name} ({cols}) VALUES ".encode()
-
-
-class ChunkLedger(Protocol):
-    """Where chunk progress is recorded (the journal's copy_chunk table)."""
-
-    def is_done(self, chunk_id: str) -> bool: ...
-
-    def mark_started(self, chunk: Chunk) -> None: ...
-
-    def mark_done(self, chunk: Chunk, rows: int, bytes: int) -> None: ...
-
-
-class MemoryLedger:
-    """An in-memory ChunkLedger, for tests and one-off copies."""
-
-    def __init__(self) -> None:
-        self.started: list[str] = []
-        self.done: dict[str, tuple[int, int]] = {}
-
-    def is_done(self, chunk_id: str) -> bool:
-        return chunk_id in self.done
-
-    def mark_started(self, chunk: Chunk) -> None:
-        self.started.append(chunk.chunk_id())
-
-    def mark_done(self, chunk: Chunk, rows: int, bytes: int) -> None:
-        self.done[chunk.chunk_id()] = (rows, bytes)
-
-
-class ChunkCopyFailed(StepFailed):
-    def __init__(self, chunk: Chunk, detail: str) -> None:
-        super().__init__(
-            f"copying {chunk.qualified_name} {chunk.describe_range()} failed: {detail}",
-            hint="fix the cause and run again: done chunks are kept, this one is deleted and reloaded",
-        )
-        self.chunk = chunk
-
-
-@dataclass(frozen=True)
-class ChunkResult:
-    chunk: Chunk
-    rows: int  # rows in the chunk's range on the target after commit
-    bytes: int  # bytes of SQL the dump process wrote (see _written_bytes); 0 if not measurable
-    seconds: float
-    attempts: int
-
-
-@dataclass(frozen=True)
-class CopyProgress:
-    chunks_total: int
-    chunks_done: int  # copied in this run
-    chunks_skipped: int  # already done according to the ledger
-    rows: int
-    bytes: int
-    elapsed: float
-    eta_seconds: float | None
-
-    @property
-    def fraction(self) -> float:
-        todo = self.chunks_total - self.chunks_skipped
-        return 1.0 if todo <= 0 else self.chunks_done / todo
-
-    def as_fields(self) -> dict[str, object]:
-        """Flat fields for a structlog event or a status line."""
-        return {
-            "chunks_total": self.chunks_total,
-            "chunks_done": self.chunks_done,
-            "chunks_skipped": self.chunks_skipped,
-            "rows": self.rows,
-            "bytes": self.bytes,
-            "elapsed": round(self.elapsed, 1),
-            "eta_seconds": None if self.eta_seconds is None else round(self.eta_seconds, 1),
-            "percent": round(100 * self.fraction, 1),
-        }
-
-
-@dataclass(frozen=True)
-class CopyReport:
-    rows: int
-    bytes: int
-    seconds: float
-    chunks_done: int
-    chunks_skipped: int
-
-    @property
-    def rows_per_second(self) -> float:
-        return self.rows / self.seconds if self.seconds > 0 else 0.0
-
-    @property
-    def mb_per_second(self) -> float:
-        return self.bytes / 1e6 / self.seconds if self.seconds > 0 else 0.0
 
 
 def _pdeathsig_prefix() -> list[str]:
