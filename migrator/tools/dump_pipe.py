@@ -30,7 +30,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import select
 import shutil
 import subprocess
 import sys
@@ -43,13 +42,32 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import ExitStack
 from functools import partial
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pymysql
 import pymysql.cursors
 import structlog
 
+from migrator.copy.columns import (
+    LOSSY_TEXT_TYPES,
+    ORDINAL_TYPES,
+    enum_members,
+    enum_zeros_sql,
+    has_enum_columns,
+    has_lossy_columns,
+)
 from migrator.copy.ledger import ChunkLedger, MemoryLedger
+from migrator.copy.procs import (
+    MAX_ALLOWED_PACKET,
+    STDERR_LIMIT,
+    TRANSIENT_TOOL_ERRORS,
+    pdeathsig_prefix,
+    raise_for_tools,
+    read_until,
+    stderr_tail,
+    wait_unreaped,
+    written_bytes,
+)
 from migrator.copy.types import ChunkCopyFailed, ChunkResult, CopyProgress, CopyReport
 from migrator.endpoint import Endpoint
 from migrator.errors import StepFailed
@@ -90,17 +108,8 @@ __all__ = [
     "has_lossy_columns",
 ]
 
-# Error numbers in a tool's stderr that are worth one more attempt of the same chunk.
-TRANSIENT_TOOL_ERRORS = ("ERROR 2013", "ERROR 2006", "ERROR 2002", "ERROR 2003", "ERROR 1205", "ERROR 1213")
-# Client-side packet limit for both tools; the target server's max_allowed_packet still applies.
-MAX_ALLOWED_PACKET = "1G"
-STDERR_LIMIT = 4000
-# Column types whose text form (what mariadb-dump prints) does not round-trip: the row path copies them.
-LOSSY_TEXT_TYPES = frozenset({"float"})
 # Character columns: the row path sends their bytes as a hex literal with the column's character set.
 STRING_TYPES = frozenset({"char", "varchar", "tinytext", "text", "mediumtext", "longtext", "json"})
-# Loaded by number (ENUM index, SET bitmask): the text '' is ambiguous (index 0, or a member '').
-ORDINAL_TYPES = frozenset({"enum", "set"})
 # Types rendered as hex literals on the row path (bytes, not characters).
 BINARY_TYPES = frozenset(
     {
@@ -140,64 +149,6 @@ def find_select_tsv() -> str | None:
     if os.access(beside, os.X_OK):
         return str(beside)
     return shutil.which(SELECT_TSV)
-
-
-def enum_members(column_type: str) -> list[str]:
-    """The members of ``enum('a','it''s')`` / ``set(...)`` as information_schema.COLUMNS spells them."""
-    members: list[str] = []
-    body = column_type[column_type.index("(") + 1 : column_type.rindex(")")]
-    i = 0
-    while i < len(body):
-        if body[i] != "'":
-            i += 1  # the comma between members
-            continue
-        value, i = [], i + 1
-        while i < len(body):
-            if body[i] == "'" and body[i + 1 : i + 2] == "'":
-                value.append("'")
-                i += 2
-            elif body[i] == "'":
-                i += 1
-                break
-            else:
-                value.append(body[i])
-                i += 1
-        members.append("".join(value))
-    return members
-
-
-def text_form_is_lossy(col: ColumnInfo) -> bool:
-    """Whether mariadb-dump's text of this column can load as another value.
-
-    FLOAT prints with 6 significant digits. Where an ENUM or SET has a member '', the text of
-    ENUM's index-0 error value ('') loads as that member, and a SET's ',x' as 'x' alone.
-    """
-    if col.data_type in LOSSY_TEXT_TYPES:
-        return True
-    return col.data_type in ORDINAL_TYPES and "" in enum_members(col.column_type)
-
-
-def has_lossy_columns(table: TableInfo) -> bool:
-    """Whether mariadb-dump would change a value of this table (see text_form_is_lossy)."""
-    return any(text_form_is_lossy(c) for c in table.columns if not c.generated)
-
-
-def enum_zeros_sql(table: TableInfo) -> str:
-    """How many of a row's ENUM values are the index-0 error value ('' stored under a permissive sql_mode).
-
-    Strict mode refuses that value (1265, review B9); a non-strict load takes each with exactly one
-    warning 1265, so the loads expect that many warnings and no other.
-    """
-    terms = [
-        f"({quote_identifier(c.name)} + 0 = 0)"
-        for c in table.columns
-        if c.data_type == "enum" and not c.generated
-    ]
-    return f"COALESCE({' + '.join(terms)}, 0)" if terms else "0"
-
-
-def has_enum_columns(table: TableInfo) -> bool:
-    return any(c.data_type == "enum" and not c.generated for c in table.columns)
 
 
 def _value_sql(col: ColumnInfo) -> str:
@@ -297,72 +248,6 @@ def insert_prefix(table: TableInfo) -> bytes:
     return f"INSERT INTO {table.sql_name} ({cols}) VALUES ".encode()
 
 
-def _pdeathsig_prefix() -> list[str]:
-    # If the orchestrator is killed, a left-over pipe must not commit a chunk later, behind the
-    # back of the resumed run; setpriv makes the kernel kill each tool with its parent thread.
-    setpriv = shutil.which("setpriv")
-    return [setpriv, "--pdeathsig", "KILL", "--"] if setpriv else []
-
-
-def _written_bytes(pid: int) -> int | None:
-    """Bytes the process wrote (``wchar`` in /proc/PID/io): its SQL on stdout plus its short stderr.
-
-    Read after the process exited but before it is reaped (waitid WNOWAIT), so the count is final.
-    """
-    try:
-        with open(f"/proc/{pid}/io") as fh:
-            for line in fh:
-                if line.startswith("wchar:"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-def _wait_unreaped(
-    proc: subprocess.Popen[bytes], deadline: float | None, monotonic: Callable[[], float]
-) -> None:
-    """Wait for exit without reaping, so /proc/PID/io still exists; kill the pipe on the deadline."""
-    if deadline is None:
-        os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
-        return
-    while True:
-        info = os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT | os.WNOHANG)
-        if info is not None:
-            return
-        if monotonic() > deadline:
-            raise TimeoutError
-        time.sleep(0.05)
-
-
-def _read_until(
-    fh: IO[bytes], marker: bytes | None, deadline: float | None, monotonic: Callable[[], float]
-) -> bytes:
-    """Read a child's stdout until a line starting with ``marker`` is in (None: until EOF) or it ends.
-
-    Raises TimeoutError past ``deadline``.
-    """
-    out = b""
-    fd = fh.fileno()
-    while True:
-        complete_lines = out.split(b"\n")[:-1]
-        if marker is not None and any(line.startswith(marker) for line in complete_lines):
-            return out
-        wait = None if deadline is None else max(0.0, deadline - monotonic())
-        ready, _, _ = select.select([fd], [], [], wait)
-        if not ready:
-            raise TimeoutError
-        data = os.read(fd, 65536)
-        if not data:
-            return out
-        out += data
-
-
-def _tail(fh: IO[bytes]) -> str:
-    fh.seek(0)
-    return fh.read().decode("utf-8", "replace").strip()[-STDERR_LIMIT:]
-
-
 class ChunkCopier:
     """Copies chunks with ``workers`` pipes in parallel; skips chunks the ledger says are done."""
 
@@ -416,7 +301,7 @@ class ChunkCopier:
         # `mariadb --batch`, whose byte-by-byte escaping cost 5.4 CPU-s of a 31 CPU-s bench copy).
         # ``select_tool`` names another build of it (tests build the checkout's source).
         self._select_tsv = (select_tool or find_select_tsv()) if fast_select else None
-        self._prefix = _pdeathsig_prefix()
+        self._prefix = pdeathsig_prefix()
         self._local = threading.local()
         self._sessions: list[MySQLSession] = []
         self._sessions_lock = threading.Lock()
@@ -680,11 +565,11 @@ class ChunkCopier:
                 ):  # the loader failed at once: its exit code says why
                     loader.stdin.write(self.load_script(chunk, f"/proc/self/fd/{data_r}").encode())
                     loader.stdin.flush()
-                _wait_unreaped(select, deadline, self.monotonic)
-                written = _written_bytes(select.pid)
+                wait_unreaped(select, deadline, self.monotonic)
+                written = written_bytes(select.pid)
                 select_rc = select.wait()
                 if select_rc == 0:
-                    output = _read_until(loader.stdout, b"loaded\t", deadline, self.monotonic)
+                    output = read_until(loader.stdout, b"loaded\t", deadline, self.monotonic)
                     loaded = next(
                         (ln.split(b"\t") for ln in output.splitlines() if ln.startswith(b"loaded\t")), []
                     )
@@ -693,8 +578,8 @@ class ChunkCopier:
                         loader.stdin.write(b"COMMIT;\n")
                     # else a value was truncated, a field missing...: keep nothing (no COMMIT)
                     loader.stdin.close()
-                output += _read_until(loader.stdout, None, deadline, self.monotonic)
-                _wait_unreaped(loader, deadline, self.monotonic)
+                output += read_until(loader.stdout, None, deadline, self.monotonic)
+                wait_unreaped(loader, deadline, self.monotonic)
                 load_rc = loader.wait()
             except TimeoutError:
                 timed_out = True
@@ -710,7 +595,7 @@ class ChunkCopier:
                 for fh in (loader.stdin, loader.stdout):
                     with contextlib.suppress(OSError):
                         fh.close()
-            select_text, load_text = _tail(select_err), _tail(load_err)
+            select_text, load_text = stderr_tail(select_err), stderr_tail(load_err)
         self._raise_for_tools(
             chunk,
             timed_out,
@@ -863,10 +748,10 @@ class ChunkCopier:
             dump.stdout.close()  # the loader owns the read end; if it dies the dump gets SIGPIPE
             timed_out = False
             try:
-                _wait_unreaped(dump, deadline, self.monotonic)
-                written = _written_bytes(dump.pid)
+                wait_unreaped(dump, deadline, self.monotonic)
+                written = written_bytes(dump.pid)
                 dump_rc = dump.wait()
-                _wait_unreaped(load, deadline, self.monotonic)
+                wait_unreaped(load, deadline, self.monotonic)
                 load_rc = load.wait()
             except TimeoutError:
                 timed_out = True
@@ -878,7 +763,7 @@ class ChunkCopier:
                     proc.kill()
                     proc.wait()
                 raise
-            dump_text, load_text = _tail(dump_err), _tail(load_err)
+            dump_text, load_text = stderr_tail(dump_err), stderr_tail(load_err)
             load_out.seek(0)
             warnings = [line for line in load_out.read().decode("utf-8", "replace").splitlines() if _WARNING.match(line)]
         self._raise_for_tools(
@@ -913,16 +798,7 @@ class ChunkCopier:
             )
 
     def _raise_for_tools(self, chunk: Chunk, timed_out: bool, *tools: tuple[str, int, str]) -> None:
-        """ChunkCopyFailed naming the timeout or each tool (name, exit code, stderr) that did not exit 0."""
-        if timed_out:
-            raise ChunkCopyFailed(
-                chunk,
-                f"timed out after {self.chunk_timeout} s: the target may be stalled (a full disk makes the "
-                "server wait for space); see SHOW PROCESSLIST on the target, then `migrator run` resumes the copy",
-            )
-        failed = [f"{name} exited {rc}: {text or '(no stderr)'}" for name, rc, text in tools if rc != 0]
-        if failed:
-            raise ChunkCopyFailed(chunk, "; ".join(failed))
+        raise_for_tools(chunk, timed_out, self.chunk_timeout, *tools)
 
     def add_deferred_indexes(self, chunk: Chunk) -> int:
         """The table's deferred secondary indexes that the target lacks, in one ALTER; returns how many."""
