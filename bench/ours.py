@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from migrator.copy import ChunkCopier
 from migrator.endpoint import Endpoint
 from migrator.journal import Journal
 from migrator.mysql.checksum import compare_tables
@@ -23,7 +24,6 @@ from migrator.mysql.schema import base_tables, copy_schema
 from migrator.mysql.session import MySQLSession
 from migrator.ports import SnapshotCoordinates
 from migrator.tools.binlog_applier import BinlogApplier
-from migrator.tools.dump_pipe import ChunkCopier
 from steps.s06_copy import JournalChunkLedger
 
 
