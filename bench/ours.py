@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from migrator.copy import ChunkCopier
+from migrator.copy.planning import plan_copy
 from migrator.endpoint import Endpoint
 from migrator.journal import Journal
 from migrator.mysql.checksum import compare_tables
-from migrator.mysql.chunking import Chunk, plan_copy
+from migrator.mysql.chunking import Chunk
 from migrator.mysql.flavour import MARIADB_10_11, detect
 from migrator.mysql.schema import base_tables, copy_schema
 from migrator.mysql.session import MySQLSession

@@ -29,9 +29,10 @@ from migrator.copy import (
     find_select_tsv,
 )
 from migrator.copy.load_data import LoadDataPath
+from migrator.copy.planning import plan_copy
 from migrator.errors import PreflightFailed
 from migrator.mysql.checksum import compare_tables, row_counts
-from migrator.mysql.chunking import Chunk, plan_chunks, plan_chunks_by_rows, plan_copy, plan_value_ranges
+from migrator.mysql.chunking import Chunk, plan_chunks, plan_chunks_by_rows, plan_value_ranges
 from migrator.mysql.flavour import MARIADB_10_11
 from migrator.mysql.schema import (
     TableInfo,
