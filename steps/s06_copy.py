@@ -6,13 +6,14 @@ import time
 from typing import Any
 
 from migrator.config import Config
+from migrator.copy import ChunkCopier, CopyProgress
+from migrator.copy.planning import MIN_CHUNK_TIMEOUT, LazyPlanner, chunk_timeout, copy_order
 from migrator.errors import PreflightFailed
 from migrator.journal import Journal
-from migrator.mysql.chunking import MIN_CHUNK_TIMEOUT, Chunk, LazyPlanner, chunk_timeout, copy_order
+from migrator.mysql.chunking import Chunk
 from migrator.mysql.heartbeat import SCHEMA as HEARTBEAT_SCHEMA
 from migrator.mysql.schema import TableInfo, copy_schema, target_is_empty
 from migrator.step import Check, StepContext
-from migrator.tools.dump_pipe import ChunkCopier, CopyProgress
 from steps.s03_snapshot import prove_snapshot
 
 NUMBER = 6
