@@ -43,7 +43,7 @@ def pending_on_target(ctx: StepContext) -> list[str]:
         return [bytes(xid).decode("utf-8", "replace") for (xid,) in target.rows(APPLY_XA_SQL)]
 
 
-def _listed(names: list[str]) -> str:
+def listed(names: list[str]) -> str:
     return ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
 
 
@@ -71,9 +71,9 @@ def _refuse(ctx: StepContext, source: list[PreparedXa], target: list[str], *, wh
     ctx.log.error("cutover.prepared_xa", when=when, source=names, target=target)
     parts = []
     if names:
-        parts.append(f"{len(names)} prepared XA transaction(s) on the source: {_listed(names)}")
+        parts.append(f"{len(names)} prepared XA transaction(s) on the source: {listed(names)}")
     if target:
-        parts.append(f"{len(target)} pending in the target's _migrator.apply_xa: {_listed(target)}")
+        parts.append(f"{len(target)} pending in the target's _migrator.apply_xa: {listed(target)}")
     raise StepFailed(
         f"{why}: {'; '.join(parts)}. Their rows are not committed on the source, and after the DNS switch the "
         "application's XA COMMIT would reach the target, which has no such XA (XAER_NOTA)",
@@ -91,10 +91,11 @@ def refuse_before_freeze(ctx: StepContext) -> None:
 def wait_in_pause(ctx: StepContext) -> None:
     """Step 10, before the catch-up: only a hook-only pause waits (read_only blocks XA COMMIT, see above),
     and before the catch-up so what the application commits meanwhile is applied."""
-    wait = 0 if ctx.config.cutover.read_only else ctx.config.cutover.xa_wait_seconds
-    left = _wait_for_source(ctx, wait, when="in pause")
+    frozen = ctx.config.cutover.read_only
+    left = _wait_for_source(ctx, 0 if frozen else ctx.config.cutover.xa_wait_seconds, when="in pause")
     if left:
-        _refuse(ctx, left, pending_on_target(ctx), when="in pause", why="not cutting over")
+        why = "not cutting over" + (" (read_only on the source refuses their XA COMMIT: no use waiting)" if frozen else "")
+        _refuse(ctx, left, pending_on_target(ctx), when="in pause", why=why)
 
 
 def refuse_at_final_position(ctx: StepContext) -> None:

@@ -62,8 +62,13 @@ def run(ctx: StepContext) -> dict[str, Any]:
     ):
         # Approval is asked only when the pause would be short: lag under the thresholds, few rows left.
         ctx.put_fact("before_approval", proofs.settle(ctx, why="approval"))
+        prepared = cutover_xa.on_source(ctx)  # told now, refused (after a bounded wait) before the freeze
         raise OperatorGate(
-            "waiting for approval to pause writes on the source (cut-over)",
+            "waiting for approval to pause writes on the source (cut-over)" + (
+                f"; note: {len(prepared)} XA transaction(s) prepared on the source now "
+                f"({cutover_xa.listed([xa.readable for xa in prepared])}): the cut-over refuses while they stay"
+                if prepared else ""
+            ),
             hint="check `migrator status` and `migrator verify`, then `migrator run --approve-cutover`",
         )
     if "cutover" in ctx.approvals:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from migrator.dns import local as local_dns
-from migrator.errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_STEP_FAILED
+from migrator.errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_STEP_FAILED, EXIT_WAITING_ON_OPERATOR
 from migrator.journal import Journal
 from migrator.platforms.local_server import LocalServer
 from migrator.ports import SnapshotCoordinates
@@ -347,14 +347,18 @@ def test_a_prepared_xa_transaction_is_never_carried_across_the_dns_switch(
     hook, marker = tmp_path / "prepare_xa.py", tmp_path / "prepare-once"
     hook.write_text(PREPARE_XA_HOOK % (XA_ROW + 1))
     pause_hook = [sys.executable, str(hook), str(marker), ADMIN_USER, ADMIN_PASSWORD]
-    box = make_sandbox(make_server, tmp_path, cutover={"xa_wait_seconds": 1, "pause_hook": pause_hook})
+    box = make_sandbox(
+        make_server, tmp_path, cutover={"xa_wait_seconds": 1, "pause_hook": pause_hook, "require_approval": True}
+    )
     boxes.append(box)
     dns = box.workdir / "dns.json"
     assert box.cli("run", "--until", "12").returncode == EXIT_OK
     xa = PreparedXa(box.source, "app-xa")  # the application's session stays open
     try:
+        gate = box.cli("run")  # the approval gate already names it
+        assert gate.returncode == EXIT_WAITING_ON_OPERATOR and "('app-xa')" in gate.stderr, gate.stderr[-3000:]
         # Before the freeze: step 9 waits xa_wait_seconds, then refuses naming the XID; nothing paused.
-        refused = box.cli("run")
+        refused = box.cli("run", "--approve-cutover")
         assert refused.returncode == EXIT_STEP_FAILED, refused.stderr[-3000:]
         assert "not pausing writes" in refused.stderr and "('app-xa')" in refused.stderr
         assert "XA COMMIT" in refused.stderr and "migrator run" in refused.stderr
@@ -366,7 +370,7 @@ def test_a_prepared_xa_transaction_is_never_carried_across_the_dns_switch(
     # One prepared between that look and the freeze: step 10 refuses at once (read_only blocks its XA COMMIT)
     # though the committed rows are equal; the failure path gives the source its writes back, DNS unmoved.
     marker.touch()
-    in_pause = box.cli("run")
+    in_pause = box.cli("run", "--approve-cutover")
     assert in_pause.returncode == EXIT_STEP_FAILED, in_pause.stderr[-3000:]
     assert "not cutting over" in in_pause.stderr and "('in-pause')" in in_pause.stderr
     assert "writes resumed on the source" in in_pause.stderr
@@ -381,7 +385,7 @@ def test_a_prepared_xa_transaction_is_never_carried_across_the_dns_switch(
 
     # The remedy the message names: the application commits it on the writable source; the next run switches.
     box.source.execute("XA COMMIT 'in-pause'")
-    done = box.cli("run")
+    done = box.cli("run", "--approve-cutover")
     assert done.returncode == EXIT_OK, done.stderr[-3000:]
     assert local_dns.resolve(dns, RECORD) == ("127.0.0.1", box.target.port)
     assert rows(box.target, f"SELECT id FROM hr.departments WHERE id IN ({XA_ROW}, {XA_ROW + 1}) ORDER BY id") == [
