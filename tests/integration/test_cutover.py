@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -392,3 +393,37 @@ def test_a_prepared_xa_transaction_is_never_carried_across_the_dns_switch(
         (XA_ROW,), (XA_ROW + 1,)
     ]
     assert rows(box.target, "XA RECOVER") == [] and rows(box.target, "SELECT * FROM _migrator.apply_xa") == []
+
+
+def test_a_hook_only_pause_waits_for_a_prepared_xa_and_applies_its_commit(
+    make_server: MakeServer, tmp_path: Path, boxes: list[Sandbox]
+) -> None:
+    """Without read_only the application can still end it in the pause: step 10 waits, then catches up."""
+    hook, marker = tmp_path / "prepare_xa.py", tmp_path / "prepare-once"
+    hook.write_text(PREPARE_XA_HOOK % XA_ROW)
+    marker.touch()
+    pause_hook = [sys.executable, str(hook), str(marker), ADMIN_USER, ADMIN_PASSWORD]
+    box = make_sandbox(make_server, tmp_path, cutover={"read_only": False, "pause_hook": pause_hook,
+                                                       "xa_wait_seconds": 60})
+    boxes.append(box)
+    finished = threading.Event()
+
+    def commit_once_step_10_waits() -> None:  # the application's transaction manager, a little late
+        while not finished.is_set():
+            if (box.workdir / "journal.sqlite").exists() and any(
+                e["kind"] == "cutover.prepared_xa_wait" and e["step"] == 10 for e in events(box)
+            ):
+                box.source.execute("XA COMMIT 'in-pause'")
+                return
+            time.sleep(0.05)
+
+    committer = threading.Thread(target=commit_once_step_10_waits)
+    committer.start()
+    try:
+        result = box.cli("run")
+    finally:
+        finished.set()
+        committer.join()
+    assert result.returncode == EXIT_OK, result.stderr[-3000:]
+    assert rows(box.target, f"SELECT COUNT(*) FROM hr.departments WHERE id = {XA_ROW}") == [(1,)]
+    assert rows(box.source, "XA RECOVER") == [] and rows(box.target, "SELECT * FROM _migrator.apply_xa") == []
