@@ -131,6 +131,8 @@ TABLE: tuple[Need, ...] = (
          when=READ_ONLY_SQL),
     Need("8, 9, 12", "source", "information_schema.PROCESSLIST of every account (who uses the source), "
          "INNODB_TRX (long writers before the freeze)", _same("PROCESS"), _same("PROCESS")),
+    Need("9, 10", "source", "XA RECOVER before the freeze and in the pause (a prepared XA transaction refuses the "
+         "cut-over; MariaDB lists every account's to any account)", (alt("USAGE"),), _same("XA_RECOVER_ADMIN")),
     Need("preflight, 11, 12", "source", "SELECT FROM mysql.user, SHOW CREATE USER and SHOW GRANTS FOR the "
          "application accounts and DEFINERs copied to the target", _same("SELECT"), _same("SELECT"),
          on=MYSQL_SCHEMA),
