@@ -3,6 +3,7 @@ interface every copy path (LOAD DATA, dump pipe, rows) implements."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -10,13 +11,28 @@ from typing import Protocol
 from migrator.errors import StepFailed
 from migrator.mysql.chunking import Chunk
 
+# What a target out of disk space answers. Besides the plain ones (1021 disk full, 1114 table full,
+# errno 28), MariaDB 10.11 fails an index build that runs out of space in the datadir or tmpdir with
+# 1815 "Internal error: rename index to add" (seen in the fault campaign's disk-full trial), which names
+# nothing about disk.
+_OUT_OF_SPACE = re.compile(
+    r"\((1021|1114),|errno: 28\b|error 28\b|No space left|Disk full|rename index to add", re.IGNORECASE
+)
+
+
+def looks_out_of_space(detail: str) -> bool:
+    return _OUT_OF_SPACE.search(detail) is not None
+
 
 class ChunkCopyFailed(StepFailed):
     def __init__(self, chunk: Chunk, detail: str) -> None:
-        super().__init__(
-            f"copying {chunk.qualified_name} {chunk.describe_range()} failed: {detail}",
-            hint="fix the cause and run again: done chunks are kept, this one is deleted and reloaded",
-        )
+        hint = "fix the cause and run again: done chunks are kept, this one is deleted and reloaded"
+        if looks_out_of_space(detail):
+            hint = (
+                "the target looks out of disk space (its datadir or tmpdir): free space or grow the volume, "
+                "then run again; done chunks are kept, this one is deleted and reloaded"
+            )
+        super().__init__(f"copying {chunk.qualified_name} {chunk.describe_range()} failed: {detail}", hint=hint)
         self.chunk = chunk
 
 
