@@ -14,16 +14,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from migrator.copy import ChunkCopier
+from migrator.copy.planning import plan_copy
 from migrator.endpoint import Endpoint
 from migrator.journal import Journal
 from migrator.mysql.checksum import compare_tables
-from migrator.mysql.chunking import Chunk, plan_copy
+from migrator.mysql.chunking import Chunk
 from migrator.mysql.flavour import MARIADB_10_11, detect
 from migrator.mysql.schema import base_tables, copy_schema
 from migrator.mysql.session import MySQLSession
 from migrator.ports import SnapshotCoordinates
 from migrator.tools.binlog_applier import BinlogApplier
-from migrator.tools.dump_pipe import ChunkCopier
 from steps.s06_copy import JournalChunkLedger
 
 

@@ -466,6 +466,8 @@ def verify(config_path: str, as_json: bool, no_checksums: bool) -> None:
             click.echo(f"checksums: {cs['chunks']} chunks, {len(cs['mismatches'])} differ")
             for m in cs["mismatches"][:20]:
                 click.echo(f"  {m}")
+        for difference in d.get("sequence_differences") or []:
+            click.echo(f"  {difference}  <- differs")
         if d["in_sync"]:
             click.echo("IN SYNC")
         elif not d["at_head"]:

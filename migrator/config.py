@@ -116,6 +116,9 @@ class CutoverSettings:
     on_failure: str = "resume"
     # Refuse to freeze while a transaction on the source has been writing longer than this (0: no check).
     long_writer_seconds: int = 10
+    # Before freezing, wait this long for prepared XA transactions on the source to be committed or rolled
+    # back by the application (a warning while waiting); any left refuse the cut-over. 0: refuse at once.
+    xa_wait_seconds: int = 10
     # After the DNS switch, application sessions still on the source get this long to leave by
     # themselves (pools recycling, clients reconnecting through DNS); then they are ended.
     connection_grace_seconds: int = 30
@@ -461,6 +464,7 @@ def parse(data: Mapping[str, Any], file: Path) -> Config:
         max_pause_rows=u.positive("max_pause_rows", 50_000),
         on_failure=u.choice("on_failure", ON_FAILURE, "resume"),
         long_writer_seconds=u.positive("long_writer_seconds", 10, allow_zero=True),
+        xa_wait_seconds=u.positive("xa_wait_seconds", 10, allow_zero=True),
         connection_grace_seconds=u.positive("connection_grace_seconds", 30, allow_zero=True),
     )
     if not cutover.read_only and not cutover.pause_hook:

@@ -132,6 +132,9 @@ TABLE: tuple[Need, ...] = (
          when=READ_ONLY_SQL),
     Need("8, 9, 12", "source", "information_schema.PROCESSLIST of every account (who uses the source), "
          "INNODB_TRX (long writers before the freeze)", _same("PROCESS"), _same("PROCESS")),
+    Need("2, 9, 10", "source", "XA RECOVER when the local replica's snapshot opens, before the freeze and in the pause "
+         "(a prepared XA transaction holds back the snapshot and refuses the cut-over; MariaDB lists every "
+         "account's to any account)", (alt("USAGE"),), _same("XA_RECOVER_ADMIN")),
     Need("preflight, 11, 12", "source", "SELECT FROM mysql.user, SHOW CREATE USER and SHOW GRANTS FOR the "
          "application accounts and DEFINERs copied to the target", _same("SELECT"), _same("SELECT"),
          on=MYSQL_SCHEMA),
@@ -154,6 +157,11 @@ TABLE: tuple[Need, ...] = (
          _same("EXECUTE"), _same("EXECUTE"), on=procedure("mysql.rds_set_configuration"), when=RDS),
     Need("3", "snapshot", "CALL mysql.rds_stop_replication (the replica keeps the source's accounts)",
          _same("EXECUTE"), _same("EXECUTE"), on=procedure("mysql.rds_stop_replication"), when=RDS),
+    Need("3", "snapshot", "XA RECOVER after the stop (a point holding a prepared XA transaction is no snapshot; "
+         "RDS for MySQL gives the master user XA_RECOVER_ADMIN from 8.0.36)",
+         (alt("USAGE"),), _same("XA_RECOVER_ADMIN"), when=RDS),
+    Need("3", "snapshot", "CALL mysql.rds_start_replication (again, when the stop held a prepared XA transaction)",
+         _same("EXECUTE"), _same("EXECUTE"), on=procedure("mysql.rds_start_replication"), when=RDS),
     # --- target ----------------------------------------------------------------------------------
     Need("6, 7, 12", "target", "CREATE DATABASE, CREATE TABLE (with foreign keys), DROP ... IF EXISTS",
          _same("CREATE", "DROP"), _same("CREATE", "DROP", "REFERENCES"), on=SCHEMAS_AND_MIGRATOR),

@@ -352,7 +352,7 @@ class Journal:
         with self.transaction() as conn:
             conn.execute("DELETE FROM deadline WHERE name = ?", (name,))
 
-    # --- copy chunks (implements tools.dump_pipe.ChunkLedger) -----------------------------------
+    # --- copy chunks (implements migrator.copy.ChunkLedger) -----------------------------------
     def save_chunk_plan(self, chunks: list[tuple[str, str, str, str]]) -> None:
         """(chunk_id, schema, table, spec_json) in copy order; a plan is saved once and reused on resume."""
         with self.transaction() as conn:

@@ -7,14 +7,15 @@ from collections.abc import Callable
 from typing import Any
 
 from migrator.config import Config
+from migrator.copy import ChunkCopier, CopyProgress
+from migrator.copy.planning import MIN_CHUNK_TIMEOUT, LazyPlanner, chunk_timeout, copy_order
 from migrator.errors import PreflightFailed
 from migrator.journal import Journal
-from migrator.mysql.chunking import MIN_CHUNK_TIMEOUT, Chunk, LazyPlanner, chunk_timeout, copy_order
+from migrator.mysql.chunking import Chunk
 from migrator.mysql.heartbeat import SCHEMA as HEARTBEAT_SCHEMA
 from migrator.mysql.schema import TableInfo, base_tables, copy_schema, missing_tables, target_is_empty
 from migrator.mysql.session import MySQLSession
 from migrator.step import Check, StepContext
-from migrator.tools.dump_pipe import ChunkCopier, CopyProgress
 from steps.s03_snapshot import prove_snapshot
 
 NUMBER = 6

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from migrator import cutover, proofs
+from migrator import cutover, cutover_xa, proofs
 from migrator.config import Config
 from migrator.errors import OperatorGate, StepFailed
 from migrator.hooks import run_hook
@@ -24,6 +24,10 @@ def describe(config: Config) -> str:
     ]
     if config.cutover.require_approval:
         parts.append("stop for operator approval (exit 3; `migrator run --approve-cutover` continues)")
+    parts.append(
+        f"wait up to {config.cutover.xa_wait_seconds} s for prepared XA transactions on the source (XA RECOVER) "
+        "to end, else refuse"
+    )
     if config.cutover.pause_hook:
         parts.append(f"run the pause hook {' '.join(config.cutover.pause_hook)!r}")
     if config.cutover.read_only:
@@ -58,14 +62,21 @@ def run(ctx: StepContext) -> dict[str, Any]:
     ):
         # Approval is asked only when the pause would be short: lag under the thresholds, few rows left.
         ctx.put_fact("before_approval", proofs.settle(ctx, why="approval"))
+        prepared = cutover_xa.on_source(ctx)  # told now, refused (after a bounded wait) before the freeze
         raise OperatorGate(
-            "waiting for approval to pause writes on the source (cut-over)",
+            "waiting for approval to pause writes on the source (cut-over)" + (
+                f"; note: {len(prepared)} XA transaction(s) prepared on the source now "
+                f"({cutover_xa.listed([xa.readable for xa in prepared])}): the cut-over refuses while they stay"
+                if prepared else ""
+            ),
             hint="check `migrator status` and `migrator verify`, then `migrator run --approve-cutover`",
         )
     if "cutover" in ctx.approvals:
         ctx.put_fact("cutover_approved", {"at": ctx.clock.now()})
     if settling:  # again right before the freeze: the pause compares only what changed after this round
         ctx.put_fact("before_freeze", proofs.settle(ctx, why="freeze"))
+        # A prepared XA would fail the pause (read_only blocks its XA COMMIT): wait for it here, unfrozen.
+        cutover_xa.refuse_before_freeze(ctx)
     with ctx.source() as s:
         cutover.refuse_long_writers(ctx.config, s)  # before anything pauses: nothing to undo
         cutover.record_connected(ctx.journal, s, NUMBER)  # the last look at who writes to the source

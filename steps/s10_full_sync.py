@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from migrator import proofs
+from migrator import cutover_xa, proofs
 from migrator.config import Config
 from migrator.errors import VerificationFailed
 from migrator.mysql.positions import BinlogPosition
@@ -34,6 +34,8 @@ def describe(config: Config) -> str:
         "with no key, or a key the archive cannot name, is compared whole"
     )
     return (
+        "refuse a prepared XA transaction on the source (XA RECOVER, at once under read_only, which blocks its "
+        "XA COMMIT) or pending in the target's _migrator.apply_xa; "
         "wait until the applied position equals the paused source's binlog head "
         f"(up to {config.cutover.catchup_timeout_seconds} s); then {how}"
         + (" (CHECKSUM TABLE first, same server version)" if config.cutover.whole_table_checksums else "")
@@ -82,6 +84,7 @@ def _still_written(ctx: StepContext, final: BinlogPosition, tables: list[TableIn
 
 def run(ctx: StepContext) -> dict[str, Any]:
     _reassert_pause(ctx)
+    cutover_xa.wait_in_pause(ctx)  # before the catch-up: a commit while a hook-only pause waits is applied
     last: list[SyncStatus] = []
 
     def at_head() -> bool:
@@ -99,6 +102,8 @@ def run(ctx: StepContext) -> dict[str, Any]:
     )
     final = last[0].source_head
     ctx.put_fact("final_position", final.as_list())
+    # Committed rows may be equal while a prepared XA is not: that alone must stop the switch.
+    cutover_xa.refuse_at_final_position(ctx)
     tables = proofs.migrated_tables(ctx)
     try:
         compared, how = proofs.prove_in_pause(

@@ -199,6 +199,23 @@ class Flavour:
             "group, then retry"
         )
 
+    # --- prepared XA transactions (a snapshot point must have none) -----------------------------
+    @property
+    def xa_recover_sql(self) -> str:
+        """The prepared XA transactions, each row (formatID, gtrid_length, bqual_length, data).
+
+        MySQL 8 returns ``data`` as hex on request (CONVERT XID; it needs XA_RECOVER_ADMIN, else error
+        1397); MariaDB's parser refuses CONVERT XID and returns the raw bytes to any account.
+        """
+        return "XA RECOVER" if self.is_mariadb else "XA RECOVER CONVERT XID"
+
+    def xa_data(self, value: object) -> bytes:
+        """The gtrid+bqual bytes of one XA RECOVER row's ``data`` (hex "0x..." from CONVERT XID)."""
+        raw = value if isinstance(value, bytes) else str(value).encode("utf-8", "surrogateescape")
+        if not self.is_mariadb and raw[:2].lower() == b"0x":
+            return bytes.fromhex(raw[2:].decode("ascii"))
+        return raw
+
     # --- the source's identity (review A6) ------------------------------------------------------
     @property
     def server_identity_sql(self) -> str:

@@ -196,6 +196,11 @@ class LocalPlatform:
                 )
             return flavour.replica_coordinates(rows[0])
 
+    def start_replication(self, identifier: str) -> None:
+        handle = self.replica_handle(identifier)
+        with MySQLSession(handle.endpoint) as s:
+            s.execute(self._flavour(s).start_replica_sql)
+
     def promote(self, identifier: str) -> None:
         handle = self.replica_handle(identifier)
         with MySQLSession(handle.endpoint) as s:

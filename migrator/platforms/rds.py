@@ -426,6 +426,13 @@ class RdsPlatform:
         )
         return coords
 
+    def start_replication(self, identifier: str) -> None:
+        """The master user may not START SLAVE: RDS's procedure does it (as for a replica's own lag)."""
+        handle = self.replica_handle(identifier)
+        with MySQLSession(handle.endpoint) as s:
+            _call_procedure(s, "CALL mysql.rds_start_replication")
+        self.log.info("rds.replication_started", replica=identifier)
+
     def promote(self, identifier: str) -> None:
         instance = self.describe(identifier)
         if instance is None:
@@ -746,6 +753,8 @@ def describe_aws_calls(config: Config) -> list[str]:
         f"available "
         "with lag 0, confirmed by SHOW SLAVE STATUS on it (step 2)",
         f"CALL mysql.rds_stop_replication on {s.replica_instance}, then rds:PromoteReadReplica (step 3)",
+        f"XA RECOVER on {s.replica_instance} after the stop: a stop point holding a prepared XA transaction "
+        "is not a snapshot; CALL mysql.rds_start_replication and stop again once it is committed (step 3)",
     ]
     if s.max_binlog_disk_mb is not None or s.min_free_storage_mb is not None:
         lines.append(

@@ -70,6 +70,7 @@ def check_source(config: Config) -> Flavour:
             raise PreflightFailed(
                 "binlog_transaction_compression is ON on the source; turn it off for the migration"
             )
+        _check_xa_recover(config, s, flavour)
         present = {str(r[0]) for r in s.rows("SHOW DATABASES")}
         missing = [name for name in config.migration.schemas if name not in present]
         if missing:
@@ -84,6 +85,25 @@ def check_source(config: Config) -> Flavour:
                 hint="convert them to InnoDB (ALTER TABLE ... ENGINE=InnoDB) before migrating",
             )
     return flavour
+
+
+XA_RECOVER_REFUSED = (1044, 1142, 1227, 1397)  # access denied / privilege needed / XAER_RMERR (MySQL 8 CONVERT XID)
+
+
+def _check_xa_recover(config: Config, source: MySQLSession, flavour: Flavour) -> None:
+    """Steps 9 and 10 read XA RECOVER on the source inside the pause (a prepared XA refuses the cut-over):
+    an account that may not read it must be refused here, not there."""
+    try:
+        source.rows(flavour.xa_recover_sql)
+    except pymysql.err.MySQLError as exc:
+        if error_code(exc) not in XA_RECOVER_REFUSED:
+            raise
+        raise PreflightFailed(
+            f"the source account {config.source.user} may not run XA RECOVER ({exc.args[-1] if exc.args else exc}); "
+            "steps 9 and 10 read it to refuse a cut-over while an XA transaction is prepared",
+            hint=f"GRANT XA_RECOVER_ADMIN ON *.* TO {config.source.user} (MySQL 8; RDS for MySQL gives the master "
+            "user XA_RECOVER_ADMIN from 8.0.36)",
+        ) from exc
 
 
 def check_target(config: Config, *, copy_started: bool) -> Flavour:

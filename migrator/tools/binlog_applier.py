@@ -617,8 +617,9 @@ class BinlogApplier:
                 f"XA {verb} {outcome.xid} at {file}:{outcome.start_pos} ends an XA transaction whose XA PREPARE "
                 "is not in the applied binlog: it was prepared on the source before the snapshot's "
                 "coordinates, so neither the copy nor the archive holds its changes",
-                hint="take a new snapshot (restart from step 2) at a moment when XA RECOVER on the source "
-                "lists no prepared transaction",
+                hint="step 3 refuses a stop point where the replica holds a prepared XA transaction; this "
+                "snapshot was taken without that check: take a new snapshot (restart from step 2) once XA "
+                "RECOVER on the source lists no long-prepared transaction",
             )
         self._open_group()
         if outcome.commit and prepared.apply:

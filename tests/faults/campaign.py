@@ -33,6 +33,7 @@ WEIGHTS = {
     "binlog-purged": 0.3,
     "disk-full": 0.3,
     "shapes": 3,
+    "big-tx": 1,
 }
 
 

@@ -23,9 +23,9 @@ from tests.conftest import MakeServer
 from tests.faults.harness import RUN_TIMEOUT, sigkill, world
 from tests.faults.trials import POINTS, disk_full_unavailable, run_trial
 
-# Found by this suite in the copy rework in progress (dump_pipe's LOAD DATA LOCAL path, deferred indexes):
+# Found by this suite in the copy rework in progress (the LOAD DATA LOCAL path, deferred indexes):
 # a connection reset mid-load surfaces as AttributeError ('NoneType' has no 'sendall'), not retried; and a
-# copy sometimes hangs right after its first "indexes added". Remove once dump_pipe handles both.
+# copy sometimes hangs right after its first "indexes added". Remove once migrator.copy handles both.
 
 
 def assert_passed(result: Any) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 from migrator.engine import EXECUTION_ORDER
 from migrator.errors import EXIT_OK, EXIT_STEP_FAILED
 from tests.conftest import MakeServer
-from tests.faults.harness import World, journal_facts, sigkill, world
+from tests.faults.harness import World, checksum_tables, journal_facts, sigkill, world
 
 POINTS = ("before_begin", "before_complete", "after_complete")
 # In execution order (step 12 runs before step 9): a kill point is reached only after the ones before it.
@@ -370,6 +370,61 @@ def shapes_crash(c: Ctx) -> None:
     c.w.finish()
 
 
+BIG_TABLE = "hr.big_tx"
+# Statements of ~2.6 MB of row events each: 12 of them make a ~31 MB source transaction, about four of the
+# applier's 8 MB round trips, so it streams in parts (the path a multi-GB transaction takes; its memory
+# bound is bench/big_transaction.py's job, not a trial's).
+BIG_STATEMENTS = 12
+
+
+def _count(server: Any, table: str) -> int:
+    conn = server.root()
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"SELECT COUNT(*) FROM {table}")
+            return int(cur.fetchone()[0])
+    finally:
+        conn.close()
+
+
+def big_transaction(c: Ctx) -> None:
+    """One large source transaction (inserts, then an update of part of them) during the copy, and a
+    SIGKILL while the applier streams it into its target transaction: it must land exactly once."""
+    part = c.params.get("part") or c.rng.randint(1, 4)
+    source = c.w.box.source
+    source.execute(f"CREATE TABLE {BIG_TABLE} (id INT PRIMARY KEY, b LONGBLOB NOT NULL)")
+
+    def driver(proc: subprocess.Popen[str]) -> str:
+        if not c.w.wait_for_step(proc, 6):
+            return ""
+        conn = source.root()
+        try:
+            with conn.cursor() as cur:
+                conn.begin()
+                for n in range(BIG_STATEMENTS):
+                    cur.execute(
+                        f"INSERT INTO {BIG_TABLE} SELECT {n * 1000} + seq, REPEAT(MD5({n} * 1000 + seq), 2000) "
+                        "FROM mysql.seq_1_to_40"
+                    )
+                cur.execute(f"UPDATE {BIG_TABLE} SET b = REVERSE(b) WHERE id % 7 = 0")
+                conn.commit()
+        finally:
+            conn.close()
+        return f"{BIG_STATEMENTS * 40}-row transaction during the copy"
+
+    record = c.w.run_with(driver, env={"MIGRATOR_CRASH_AT": f"apply.stream_part@{part}"})
+    if record.rc == KILLED:
+        c.faults += 1
+        c.w.notes.append(f"killed at streamed part {part}")
+    else:
+        c.w.problems.append(f"apply.stream_part@{part} was not reached (rc {record.rc}): {record.error}")
+    c.w.finish()
+    sums = [checksum_tables(server, [BIG_TABLE]).get(BIG_TABLE) for server in (source, c.w.box.target)]
+    counts = [_count(server, BIG_TABLE) for server in (source, c.w.box.target)]
+    if counts != [BIG_STATEMENTS * 40] * 2 or sums[0] != sums[1] or sums[0] is None:
+        c.w.problems.append(f"{BIG_TABLE}: rows {counts}, CHECKSUM TABLE {sums} (source, target)")
+
+
 KINDS: dict[str, Callable[[Ctx], None]] = {
     "boundary": boundary,
     "kill-in-step": kill_in_step,
@@ -383,6 +438,7 @@ KINDS: dict[str, Callable[[Ctx], None]] = {
     "binlog-purged": binlog_purged,
     "disk-full": target_disk_full,
     "shapes": shapes_crash,
+    "big-tx": big_transaction,
 }
 # Kinds whose pass is a clean stop, not a finished migration.
 STOPS = {"binlog-purged"}

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from migrator.copy import ChunkCopier, MemoryLedger
 from migrator.errors import VerificationFailed
 from migrator.mysql.checksum import VerifyReport, compare_tables, row_counts
 from migrator.mysql.chunking import plan_chunks, plan_chunks_by_rows
@@ -15,7 +16,6 @@ from migrator.mysql.flavour import MARIADB_10_11
 from migrator.mysql.schema import TableInfo, base_tables, copy_schema
 from migrator.mysql.session import MySQLSession
 from migrator.platforms.local_server import LocalServer
-from migrator.tools.dump_pipe import ChunkCopier, MemoryLedger
 from tests.conftest import MakeServer, admin_endpoint
 from tests.integration.test_copy import SCHEMAS, SNAPSHOT_TZ, TARGET_TZ, build_rich_dataset
 

@@ -20,9 +20,19 @@ from typing import Any
 
 import pytest
 
+from migrator.copy import (
+    SELECT_TSV,
+    ChunkCopier,
+    ChunkCopyFailed,
+    CopyProgress,
+    MemoryLedger,
+    find_select_tsv,
+)
+from migrator.copy.load_data import LoadDataPath
+from migrator.copy.planning import plan_copy
 from migrator.errors import PreflightFailed
 from migrator.mysql.checksum import compare_tables, row_counts
-from migrator.mysql.chunking import Chunk, plan_chunks, plan_chunks_by_rows, plan_copy, plan_value_ranges
+from migrator.mysql.chunking import Chunk, plan_chunks, plan_chunks_by_rows, plan_value_ranges
 from migrator.mysql.flavour import MARIADB_10_11
 from migrator.mysql.schema import (
     TableInfo,
@@ -33,14 +43,6 @@ from migrator.mysql.schema import (
 )
 from migrator.mysql.session import MySQLSession
 from migrator.platforms.local_server import LocalServer
-from migrator.tools.dump_pipe import (
-    SELECT_TSV,
-    ChunkCopier,
-    ChunkCopyFailed,
-    CopyProgress,
-    MemoryLedger,
-    find_select_tsv,
-)
 from tests.conftest import MakeServer, admin_endpoint
 
 SCHEMAS = ("shop", "audit-log")
@@ -192,8 +194,7 @@ def copier_for(
     pair: tuple[LocalServer, LocalServer], tmp_path: Path, ledger: MemoryLedger, **kwargs: Any
 ) -> ChunkCopier:
     snapshot, target = pair
-    copier_class: type[ChunkCopier] = kwargs.pop("copier_class", ChunkCopier)
-    return copier_class(
+    return ChunkCopier(
         admin_endpoint(snapshot),
         admin_endpoint(target),
         MARIADB_10_11,
@@ -374,7 +375,7 @@ def test_parallel_copy_of_the_rich_dataset(
     progress: list[CopyProgress] = []
     ledger = MemoryLedger()
     copier = copier_for(pair, tmp_path, ledger, on_progress=progress.append, fast_select=fast_select)
-    argv = copier.select_argv(tmp_path / "x.cnf", chunks[0])
+    argv = copier.load_data_path.select_argv(tmp_path / "x.cnf", chunks[0])
     assert any(Path(arg).name == (SELECT_TSV if fast_select else "mariadb") for arg in argv)
     report = copier.copy(chunks)
     # The target allows LOCAL INFILE: every table goes through LOAD DATA, FLOAT ones included.
@@ -807,7 +808,7 @@ def test_the_copy_plan_takes_the_biggest_index_builds_first_and_tables_without_l
     )
 
 
-class GarblingCopier(ChunkCopier):
+class GarblingSelect(LoadDataPath):
     """Its select sends one field too many per line, as a stream broken by an unescaped tab would."""
 
     def select_argv(self, defaults: Path, chunk: Chunk) -> list[str]:
@@ -822,7 +823,8 @@ def test_a_load_that_warns_keeps_nothing_and_names_the_warning(
     snap, tgt = sessions
     tables = [t for t in copy_schema(snap, tgt, SCHEMAS) if t.name == "tags"]
     chunks = [c for c in plan_all(snap, tables, 10**12) if not c.is_indexes]
-    copier = copier_for(pair, tmp_path, MemoryLedger(), copier_class=GarblingCopier, workers=1, attempts=1)
+    copier = copier_for(pair, tmp_path, MemoryLedger(), workers=1, attempts=1)
+    copier.load_data_path = GarblingSelect(copier.context, select_tool=copier.load_data_path.select_tsv)
     with pytest.raises(ChunkCopyFailed, match=r"LOAD DATA gave \d+ warning\(s\) beyond .*, so nothing of the chunk was kept"):
         copier.copy(chunks)
     assert tgt.value("SELECT COUNT(*) FROM shop.tags") == 0

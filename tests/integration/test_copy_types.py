@@ -18,18 +18,18 @@ from typing import Any
 
 import pytest
 
-from migrator.mysql.chunking import Chunk, plan_chunks
-from migrator.mysql.flavour import MARIADB_10_11
-from migrator.mysql.schema import TableInfo, base_tables, copy_schema
-from migrator.mysql.session import MySQLSession, quote_identifier
-from migrator.platforms.local_server import LocalServer
-from migrator.tools.dump_pipe import (
+from migrator.copy import (
     ChunkCopier,
     ChunkCopyFailed,
     MemoryLedger,
     enum_members,
     has_lossy_columns,
 )
+from migrator.mysql.chunking import Chunk, plan_chunks
+from migrator.mysql.flavour import MARIADB_10_11
+from migrator.mysql.schema import TableInfo, base_tables, copy_schema
+from migrator.mysql.session import MySQLSession, quote_identifier
+from migrator.platforms.local_server import LocalServer
 from tests.conftest import MakeServer, admin_endpoint
 
 REPO = Path(__file__).resolve().parents[2]
@@ -289,7 +289,7 @@ def assert_paths_taken(
             assert copier.method_for(chunk) == expected_method, chunk.table
     assert "dump" not in {copier.method_for(c) for c in chunks if c.table == "t_float"}
     if method != "dump" and expected_method == "load-data":
-        argv = copier.select_argv(Path("x.cnf"), next(c for c in chunks if not c.is_indexes))
+        argv = copier.load_data_path.select_argv(Path("x.cnf"), next(c for c in chunks if not c.is_indexes))
         assert (select_tool in argv) == fast
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,13 +12,15 @@ from typing import Any
 
 import pytest
 
-from migrator.errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_STEP_FAILED
+from migrator.dns import local as local_dns
+from migrator.errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_STEP_FAILED, EXIT_WAITING_ON_OPERATOR
 from migrator.journal import Journal
 from migrator.platforms.local_server import LocalServer
 from migrator.ports import SnapshotCoordinates
-from tests.conftest import MakeServer
-from tests.harness import Sandbox, make_sandbox, stop_local_replicas
+from tests.conftest import ADMIN_PASSWORD, ADMIN_USER, MakeServer
+from tests.harness import RECORD, Sandbox, make_sandbox, stop_local_replicas
 from tests.integration.test_binlog_applier import copy_binlogs, make_applier, master_status, rows
+from tests.integration.test_snapshot_xa import XA_ROW, PreparedXa
 
 MIG_USER, MIG_PASSWORD = "mig", "mig-Secret#1"
 
@@ -322,3 +326,104 @@ def test_ids_burned_on_the_source_are_not_reused_on_the_target(
     assert value(box.target, "SELECT MAX(id) FROM shop.customers") == expected
     raised = journal_facts(box)["auto_increment_raised"]
     assert raised["shop.customers"][1] == expected
+
+
+# A pause hook that, once, prepares an XA transaction the way an application would between step 9's look at
+# XA RECOVER and the freeze; its session ends (MariaDB 10.5+ keeps the transaction prepared).
+PREPARE_XA_HOOK = """import os, pathlib, sys, pymysql
+marker = pathlib.Path(sys.argv[1])
+if marker.exists():
+    marker.unlink()
+    conn = pymysql.connect(host=os.environ["MIGRATOR_SOURCE_HOST"], port=int(os.environ["MIGRATOR_SOURCE_PORT"]),
+                           user=sys.argv[2], password=sys.argv[3], autocommit=True)
+    for sql in ("XA START 'in-pause'", "INSERT INTO hr.departments (id, name) VALUES (%d, 'in pause')",
+                "XA END 'in-pause'", "XA PREPARE 'in-pause'"):
+        conn.cursor().execute(sql)
+    conn.close()
+"""
+
+def test_a_prepared_xa_transaction_is_never_carried_across_the_dns_switch(
+    make_server: MakeServer, tmp_path: Path, boxes: list[Sandbox]
+) -> None:
+    hook, marker = tmp_path / "prepare_xa.py", tmp_path / "prepare-once"
+    hook.write_text(PREPARE_XA_HOOK % (XA_ROW + 1))
+    pause_hook = [sys.executable, str(hook), str(marker), ADMIN_USER, ADMIN_PASSWORD]
+    box = make_sandbox(
+        make_server, tmp_path, cutover={"xa_wait_seconds": 1, "pause_hook": pause_hook, "require_approval": True}
+    )
+    boxes.append(box)
+    dns = box.workdir / "dns.json"
+    assert box.cli("run", "--until", "12").returncode == EXIT_OK
+    xa = PreparedXa(box.source, "app-xa")  # the application's session stays open
+    try:
+        gate = box.cli("run")  # the approval gate already names it
+        assert gate.returncode == EXIT_WAITING_ON_OPERATOR and "('app-xa')" in gate.stderr, gate.stderr[-3000:]
+        # Before the freeze: step 9 waits xa_wait_seconds, then refuses naming the XID; nothing paused.
+        refused = box.cli("run", "--approve-cutover")
+        assert refused.returncode == EXIT_STEP_FAILED, refused.stderr[-3000:]
+        assert "not pausing writes" in refused.stderr and "('app-xa')" in refused.stderr
+        assert "XA COMMIT" in refused.stderr and "migrator run" in refused.stderr
+        assert steps_status(box)[9] == "failed" and journal_facts(box).get("paused_at") is None
+        xa.finish("COMMIT")
+    finally:
+        xa.close()
+
+    # One prepared between that look and the freeze: step 10 refuses at once (read_only blocks its XA COMMIT)
+    # though the committed rows are equal; the failure path gives the source its writes back, DNS unmoved.
+    marker.touch()
+    in_pause = box.cli("run", "--approve-cutover")
+    assert in_pause.returncode == EXIT_STEP_FAILED, in_pause.stderr[-3000:]
+    assert "not cutting over" in in_pause.stderr and "('in-pause')" in in_pause.stderr
+    assert "writes resumed on the source" in in_pause.stderr
+    refusals = {e["detail"]["when"]: e["detail"]["source"] for e in events(box) if e["kind"] == "cutover.prepared_xa"}
+    assert refusals == {
+        "before freeze": [f"X'{b'app-xa'.hex()}',X'',1 ('app-xa')"],
+        "in pause": [f"X'{b'in-pause'.hex()}',X'',1 ('in-pause')"],
+    }
+    assert value(box.source, "SELECT @@global.read_only") == 0
+    assert local_dns.resolve(dns, RECORD) == ("127.0.0.1", box.source.port)
+    assert {steps_status(box)[n] for n in (9, 10, 11, 13, 14)} == {"pending"}
+
+    # The remedy the message names: the application commits it on the writable source; the next run switches.
+    box.source.execute("XA COMMIT 'in-pause'")
+    done = box.cli("run", "--approve-cutover")
+    assert done.returncode == EXIT_OK, done.stderr[-3000:]
+    assert local_dns.resolve(dns, RECORD) == ("127.0.0.1", box.target.port)
+    assert rows(box.target, f"SELECT id FROM hr.departments WHERE id IN ({XA_ROW}, {XA_ROW + 1}) ORDER BY id") == [
+        (XA_ROW,), (XA_ROW + 1,)
+    ]
+    assert rows(box.target, "XA RECOVER") == [] and rows(box.target, "SELECT * FROM _migrator.apply_xa") == []
+
+
+def test_a_hook_only_pause_waits_for_a_prepared_xa_and_applies_its_commit(
+    make_server: MakeServer, tmp_path: Path, boxes: list[Sandbox]
+) -> None:
+    """Without read_only the application can still end it in the pause: step 10 waits, then catches up."""
+    hook, marker = tmp_path / "prepare_xa.py", tmp_path / "prepare-once"
+    hook.write_text(PREPARE_XA_HOOK % XA_ROW)
+    marker.touch()
+    pause_hook = [sys.executable, str(hook), str(marker), ADMIN_USER, ADMIN_PASSWORD]
+    box = make_sandbox(make_server, tmp_path, cutover={"read_only": False, "pause_hook": pause_hook,
+                                                       "xa_wait_seconds": 60})
+    boxes.append(box)
+    finished = threading.Event()
+
+    def commit_once_step_10_waits() -> None:  # the application's transaction manager, a little late
+        while not finished.is_set():
+            if (box.workdir / "journal.sqlite").exists() and any(
+                e["kind"] == "cutover.prepared_xa_wait" and e["step"] == 10 for e in events(box)
+            ):
+                box.source.execute("XA COMMIT 'in-pause'")
+                return
+            time.sleep(0.05)
+
+    committer = threading.Thread(target=commit_once_step_10_waits)
+    committer.start()
+    try:
+        result = box.cli("run")
+    finally:
+        finished.set()
+        committer.join()
+    assert result.returncode == EXIT_OK, result.stderr[-3000:]
+    assert rows(box.target, f"SELECT COUNT(*) FROM hr.departments WHERE id = {XA_ROW}") == [(1,)]
+    assert rows(box.source, "XA RECOVER") == [] and rows(box.target, "SELECT * FROM _migrator.apply_xa") == []

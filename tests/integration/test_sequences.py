@@ -234,6 +234,10 @@ def test_a_sequence_used_during_the_migration_arrives_in_step_and_works_after_th
         "sequence shop.order_seq",
     ]
     assert seen["in_sync"] is False
+    # The text answer names them too: an operator reading it must see why it is not in sync.
+    text = sandbox.cli("verify", "--no-checksums")
+    assert text.returncode != EXIT_OK
+    assert "sequence shop.order_seq: source" in text.stdout and "NOT IN SYNC" in text.stdout, text.stdout
 
 
 def verify_json(box: Sandbox) -> dict[str, Any]:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from migrator.copy import ChunkCopier, MemoryLedger
 from migrator.mysql.chunking import plan_chunks_by_rows
 from migrator.mysql.flavour import MARIADB_10_11
 from migrator.mysql.schema import copy_schema
 from migrator.mysql.session import MySQLSession
-from migrator.tools.dump_pipe import ChunkCopier, MemoryLedger
 from tests.conftest import ADMIN_PASSWORD, ADMIN_USER, MakeServer, admin_endpoint
 
 

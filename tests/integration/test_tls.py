@@ -10,12 +10,12 @@ from pathlib import Path
 import pymysql
 import pytest
 
+from migrator.copy import SELECT_TSV, find_select_tsv
 from migrator.endpoint import Endpoint, Tls
 from migrator.mysql.session import MySQLSession
 from migrator.platforms.local_server import find_binary
 from migrator.secrets import Secret
 from migrator.tools.defaults_file import DefaultsFile
-from migrator.tools.dump_pipe import SELECT_TSV, find_select_tsv
 from tests.conftest import ADMIN_PASSWORD, ADMIN_USER, MakeServer
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed")

@@ -7,13 +7,9 @@ from decimal import Decimal
 
 import pytest
 
+from migrator.copy.planning import BATCH_TABLES, MIN_CHUNK_TIMEOUT, batches, chunk_timeout, copy_order
 from migrator.mysql.chunking import (
-    BATCH_TABLES,
-    MIN_CHUNK_TIMEOUT,
     Chunk,
-    batches,
-    chunk_timeout,
-    copy_order,
     format_range,
     hash_predicate,
     key_predicate,

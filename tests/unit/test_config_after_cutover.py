@@ -35,6 +35,7 @@ def load_text(tmp_path: Path, extra: str) -> object:
 def test_defaults(tmp_path: Path) -> None:
     config = load_text(tmp_path, "")
     assert config.cutover.connection_grace_seconds == 30  # type: ignore[attr-defined]
+    assert config.cutover.xa_wait_seconds == 10  # type: ignore[attr-defined]
     window = config.rollback  # type: ignore[attr-defined]
     assert window.enabled and window.user == "" and window.target_host == "" and window.target_port == 0
 
@@ -57,6 +58,7 @@ def test_a_replication_account_and_its_address(tmp_path: Path) -> None:
     ("extra", "message"),
     [
         ("[cutover]\nconnection_grace_seconds = -1\n", "cutover.connection_grace_seconds must be >= 0"),
+        ("[cutover]\nxa_wait_seconds = -1\n", "cutover.xa_wait_seconds must be >= 0"),
         ('[rollback]\nuser = "repl"\n', "rollback.user is set but no rollback.password"),
         ("[rollback]\ntarget_port = 70000\n", "rollback.target_port must be 0-65535"),
         ('[rollback]\nenabled = "yes"\n', "rollback.enabled must be bool"),

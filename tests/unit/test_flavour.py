@@ -88,3 +88,16 @@ def test_lag_bytes_across_files() -> None:
         lag_bytes(files, BinlogPosition("b.000001", 900), BinlogPosition("b.000003", 200)) == 100 + 500 + 200
     )
     assert lag_bytes(files, BinlogPosition("b.000003", 300), BinlogPosition("b.000003", 300)) == 0
+
+
+def test_prepared_xa_rows_per_dialect() -> None:
+    """MySQL 8 hex-encodes XA RECOVER CONVERT XID's data; MariaDB gives the bytes (step 3 names them)."""
+    from migrator.mysql.xa import from_recover_row
+
+    assert MYSQL_8_0.xa_recover_sql == "XA RECOVER CONVERT XID" and MARIADB_10_11.xa_recover_sql == "XA RECOVER"
+    binary = from_recover_row(MYSQL_8_0, (7, 3, 1, "0x0102ff62"))
+    assert (binary.format_id, binary.gtrid, binary.bqual) == (7, b"\x01\x02\xff", b"b")
+    assert binary.readable == binary.sql == "X'0102ff',X'62',7"  # as XA COMMIT takes it
+    named = from_recover_row(MARIADB_10_11, (1, 6, 0, b"app-xa"))
+    assert named.readable == "X'6170702d7861',X'',1 ('app-xa')"
+    assert from_recover_row(MYSQL_8_4, (1, 6, 0, b"0x6170702d7861")) == named

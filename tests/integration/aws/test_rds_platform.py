@@ -10,7 +10,9 @@ import pytest
 
 from migrator.aws import AwsCaller
 from migrator.errors import PreflightFailed, StepFailed
+from migrator.mysql.flavour import MARIADB_10_11
 from migrator.mysql.session import MySQLSession
+from migrator.mysql.xa import prepared_xas
 from migrator.platforms.rds import MIGRATION_TAG, RdsPlatform, cleanup, describe_aws_calls
 from tests.integration.aws.conftest import (
     MASTER_PASSWORD,
@@ -315,3 +317,48 @@ def test_master_user_cannot_stop_replication_directly(rds_env: RdsEmulation) -> 
         assert "REPLICATION SLAVE ADMIN" in str(denied.value)
     finally:
         conn.close()
+
+
+def test_stop_holding_a_prepared_xa_is_undone_with_rds_start_replication(rds_env: RdsEmulation) -> None:
+    """Step 3's pieces on RDS: the master user (no SUPER) sees the prepared XA and restarts replication."""
+    platform = platform_for(rds_env)
+    platform.create_replica(REPLICA_ID)
+    wait_for(lambda: caught_up(platform), what="caught up")
+    app = rds_env.source.root()
+    try:
+        with app.cursor() as cur:
+            for statement in ("XA START 'rds-xa'", "INSERT INTO shop.orders VALUES (5, 'xa')", "XA END 'rds-xa'",
+                              "XA PREPARE 'rds-xa'"):
+                cur.execute(statement)
+        wait_for(lambda: caught_up(platform) and source_position(rds_env) == stopped_at(platform),
+                 what="the XA PREPARE on the replica")
+
+        platform.stop_replication(REPLICA_ID)
+        endpoint = platform.replica_handle(REPLICA_ID).endpoint
+        with MySQLSession(endpoint) as s:  # the master user
+            held = prepared_xas(s, MARIADB_10_11)
+        assert [xa.readable for xa in held] == [f"X'{b'rds-xa'.hex()}',X'',1 ('rds-xa')"]
+
+        platform.start_replication(REPLICA_ID)  # CALL mysql.rds_start_replication
+        with app.cursor() as cur:
+            cur.execute("XA COMMIT 'rds-xa'")
+    finally:
+        app.close()
+
+    def past_commit() -> bool:
+        with MySQLSession(endpoint) as s:
+            return not prepared_xas(s, MARIADB_10_11)
+
+    wait_for(past_commit, what="the XA COMMIT applied on the replica")
+    wait_for(lambda: stopped_at(platform) == source_position(rds_env), what="caught up")
+    coords = platform.stop_replication(REPLICA_ID)
+    assert (coords.file, coords.position) == source_position(rds_env)
+    assert [r[0] for r in replica_rows(rds_env)] == [1, 2, 5]
+    rds_env.settle()
+
+
+def stopped_at(platform: RdsPlatform) -> tuple[str, int]:
+    """Where the replica's SQL thread is (Relay_Master_Log_File, Exec_Master_Log_Pos)."""
+    with MySQLSession(platform.replica_handle(REPLICA_ID).endpoint) as s:
+        coords = MARIADB_10_11.replica_coordinates(s.dicts("SHOW SLAVE STATUS")[0])
+    return coords.file, coords.position
