@@ -18,7 +18,8 @@ applier must replay each exactly once): an explicit transaction with autocommit 
 shape), a single statement with autocommit on, and an XA transaction (XA START ... XA END; XA
 PREPARE; XA COMMIT, acknowledged at XA COMMIT), chosen by the seeded generator; now and then, while
 ``admin_gate()`` allows it, an ``ANALYZE TABLE`` and (with ``admin`` credentials) a ``FLUSH`` too (XA only
-while ``xa_gate()`` allows: an XA transaction prepared at the moment a snapshot is taken cannot be copied). An XA
+while ``xa_gate()`` allows, if given; the migration itself waits out prepared XA transactions where it takes
+coordinates: the local replica's build in step 2 and the snapshot's stop in step 3). An XA
 transaction whose outcome is unknown is rolled back later from a new connection if it is still prepared
 (a prepared XA outlives its connection and would hold its row locks).
 """

@@ -314,7 +314,6 @@ def world(
                 box.dns_file, RECORD, APP_USER, Secret(APP_PASSWORD), rate_per_s=rate, seed=seed, shapes=True,
                 admin=(tests.conftest.ADMIN_USER, Secret(tests.conftest.ADMIN_PASSWORD)),
                 admin_gate=lambda: step_statuses(journal).get(8, "pending") == "pending",
-                xa_gate=_StepDone(journal, 2),
             )
         else:
             workload = box.workload(rate=rate, seed=seed)
@@ -328,25 +327,6 @@ def world(
         for proxy in proxies:
             proxy.stop()
         stop_local_replicas(box)
-
-
-class _StepDone:
-    """True once step ``number`` is done (then for good: the journal is read until then).
-
-    The shapes writer starts XA transactions only once the local replica is built (step 2): one prepared
-    at the moment the local platform dumps the source for its replica has its XA PREPARE before the
-    coordinates and its XA COMMIT after them, which the replica cannot apply (XAER_NOTA). Found by the
-    campaign; step 3 now refuses a stop point holding a prepared XA (tests/integration/test_snapshot_xa.py),
-    so the writer's XA transactions run across the snapshot.
-    """
-
-    def __init__(self, journal: Path, number: int) -> None:
-        self.journal, self.number, self.done = journal, number, False
-
-    def __call__(self) -> bool:
-        if not self.done:
-            self.done = step_statuses(self.journal).get(self.number) == "done"
-        return self.done
 
 
 def _replace_port(text: str, section: str, old: int, new: int) -> str:
