@@ -116,7 +116,9 @@ def make_sandbox(
         "copy": {"workers": 2, "chunk_mb": 2},
         "sync": {"max_lag_bytes": 200_000, "max_lag_seconds": 3, "timeout_seconds": 120, "heartbeat_seconds": 0.3,
                  "poll_seconds": 0.1},
-        "cutover": {"freeze_timeout_seconds": 10, "catchup_timeout_seconds": 60},
+        # Grace 2 s, not the production 30 s: a session held on the source (an idle client, a pool) is
+        # ended by force after it; tests of the grace itself set their own.
+        "cutover": {"freeze_timeout_seconds": 10, "catchup_timeout_seconds": 60, "connection_grace_seconds": 2},
         "dns": {"provider": "local", "record": RECORD, "target_value": f"127.0.0.1:{target.port}", "ttl": 0,
                 "file": str(workdir / "dns.json")},
         "definers": {"fallback": f"{ADMIN_USER}@%"},
