@@ -93,6 +93,9 @@ class SyncSettings:
     # Waits of steps 2 and 3 (review C5): a 4 TB RDS replica takes hours to create.
     replica_timeout_seconds: int = 172_800
     promote_timeout_seconds: int = 7_200
+    # The longest pause between two polls of a step's wait (each poll queries the servers or AWS).
+    # Tests set it short: a wait whose first poll misses then costs a fraction of a second, not 1 s.
+    poll_seconds: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -447,7 +450,10 @@ def parse(data: Mapping[str, Any], file: Path) -> Config:
         write_timeout_seconds=y.positive("write_timeout_seconds", 600),
         replica_timeout_seconds=y.positive("replica_timeout_seconds", 172_800),
         promote_timeout_seconds=y.positive("promote_timeout_seconds", 7_200),
+        poll_seconds=y.get("poll_seconds", float, 1.0),
     )
+    if not 0.01 <= sync.poll_seconds <= 60:
+        raise ConfigError(f"{file}: sync.poll_seconds must be between 0.01 and 60, got {sync.poll_seconds}")
     y.finish()
 
     u = _Section(file, "cutover", data.get("cutover", {}))

@@ -105,6 +105,8 @@ class StepContext:
         """Poll until ``condition`` holds; the deadline is journaled so a restart keeps the clock."""
         deadline = self.journal.deadline(f"step{self.step_number}.{name}", timeout, now=self.clock.now())
         self.log.info("wait.start", wait=name, deadline_in=round(deadline - self.clock.now(), 1))
+        if self.config is not None:  # None only in the engine's unit tests, as in engine.py
+            interval = min(interval, self.config.sync.poll_seconds)
         if not poll_until(
             self.clock, condition, deadline=deadline, interval=interval, on_tick=self._tick
         ):

@@ -51,25 +51,34 @@ def server_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 MakeServer = Callable[..., LocalServer]
 
 
+class ServerMaker:
+    """``make_server``: starts servers from the session's template; kills them at teardown.
+
+    ``replica_template`` is the same template: make_sandbox puts a copy where the local platform's
+    step 2 would otherwise run mariadb-install-db again (~1.2 s of CPU per migration)."""
+
+    def __init__(self, template: Path, root: Path) -> None:
+        self.replica_template = template
+        self.root = root
+        self.started: list[LocalServer] = []
+
+    def __call__(
+        self, name: str, server_id: int, *, log_bin: bool = True, extra_args: tuple[str, ...] = ()
+    ) -> LocalServer:
+        server = LocalServer(self.root / name, server_id=server_id, log_bin=log_bin, extra_args=extra_args)
+        server.datadir.parent.mkdir(parents=True, exist_ok=True)
+        server.initialise_from(self.replica_template)
+        server.start()
+        add_admin(server)
+        self.started.append(server)
+        return server
+
+
 @pytest.fixture
 def make_server(server_template: Path, tmp_path: Path) -> Iterator[MakeServer]:
     """Start a server: ``make_server("source", server_id=1)``; killed and removed at teardown."""
-    started: list[LocalServer] = []
-
-    def _make(
-        name: str, server_id: int, *, log_bin: bool = True, extra_args: tuple[str, ...] = ()
-    ) -> LocalServer:
-        server = LocalServer(
-            tmp_path / "servers" / name, server_id=server_id, log_bin=log_bin, extra_args=extra_args
-        )
-        server.datadir.parent.mkdir(parents=True, exist_ok=True)
-        server.initialise_from(server_template)
-        server.start()
-        add_admin(server)
-        started.append(server)
-        return server
-
-    yield _make
-    for server in started:
+    maker = ServerMaker(server_template, tmp_path / "servers")
+    yield maker
+    for server in maker.started:
         server.kill()
         server.socket_path.unlink(missing_ok=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from migrator.ports import DnsRecord
 from migrator.sandbox.dataset import APP_USER, SampleDataset, create_sample_dataset
 from migrator.sandbox.workload import WriteWorkload
 from migrator.secrets import Secret
-from tests.conftest import ADMIN_PASSWORD, ADMIN_USER, MakeServer
+from tests.conftest import ADMIN_PASSWORD, ADMIN_USER, MakeServer, ServerMaker
 
 APP_PASSWORD = "test-app-Pw9"
 RECORD = "db.test.internal"
@@ -86,8 +87,16 @@ def add_account(server: LocalServer, user: str, password: str, grant: str) -> No
     )
 
 
-def make_sandbox(make_server: MakeServer, tmp_path: Path, *, scale: int = 1, **overrides: dict[str, Any]) -> Sandbox:
-    """Source with the sample dataset, an empty target (with the app's account), a DNS record on the source."""
+def make_sandbox(
+    make_server: MakeServer, tmp_path: Path, *, scale: int = 1, build_replica_template: bool = False,
+    **overrides: dict[str, Any],
+) -> Sandbox:
+    """Source with the sample dataset, an empty target (with the app's account), a DNS record on the source.
+
+    Step 2 of the local platform builds a datadir template in the workdir (mariadb-install-db, ~1.2 s of
+    CPU); the sandbox puts a copy of the session's identical template there unless
+    ``build_replica_template`` (tests of that build keep it) or the servers come from outside pytest.
+    """
     source = make_server("source", 1)
     target = make_server("target", 2)
     add_account(target, APP_USER, APP_PASSWORD, "SELECT, INSERT, UPDATE, DELETE, EXECUTE ON *.*")
@@ -96,6 +105,8 @@ def make_sandbox(make_server: MakeServer, tmp_path: Path, *, scale: int = 1, **o
     dataset = create_sample_dataset(admin_endpoint(source), scale=scale, app_password=Secret(APP_PASSWORD))
     workdir = tmp_path / "work"
     workdir.mkdir()
+    if isinstance(make_server, ServerMaker) and not build_replica_template:
+        shutil.copytree(make_server.replica_template, workdir / "template")
     local_dns.create(workdir / "dns.json", DnsRecord(RECORD, f"127.0.0.1:{source.port}", ttl=1))
     sections: dict[str, dict[str, Any]] = {
         "migration": {"name": "test", "workdir": str(workdir), "platform": "local", "schemas": ["shop", "hr"]},
@@ -103,8 +114,11 @@ def make_sandbox(make_server: MakeServer, tmp_path: Path, *, scale: int = 1, **o
         "target": {"host": "127.0.0.1", "port": target.port, "user": ADMIN_USER, "password": ADMIN_PASSWORD},
         "replica": {"port": 0, "server_id": 3},
         "copy": {"workers": 2, "chunk_mb": 2},
-        "sync": {"max_lag_bytes": 200_000, "max_lag_seconds": 3, "timeout_seconds": 120, "heartbeat_seconds": 0.3},
-        "cutover": {"freeze_timeout_seconds": 10, "catchup_timeout_seconds": 60},
+        "sync": {"max_lag_bytes": 200_000, "max_lag_seconds": 3, "timeout_seconds": 120, "heartbeat_seconds": 0.3,
+                 "poll_seconds": 0.1},
+        # Grace 2 s, not the production 30 s: a session held on the source (an idle client, a pool) is
+        # ended by force after it; tests of the grace itself set their own.
+        "cutover": {"freeze_timeout_seconds": 10, "catchup_timeout_seconds": 60, "connection_grace_seconds": 2},
         "dns": {"provider": "local", "record": RECORD, "target_value": f"127.0.0.1:{target.port}", "ttl": 0,
                 "file": str(workdir / "dns.json")},
         "definers": {"fallback": f"{ADMIN_USER}@%"},

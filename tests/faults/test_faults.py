@@ -32,7 +32,12 @@ def assert_passed(result: Any) -> None:
     assert result.ok, result.line() + "\n" + "\n".join(result.problems) + f"\nnotes: {result.notes}"
 
 
-@pytest.mark.parametrize("point", POINTS)
+# Parametrizations marked campaign_extra are out of the default run (the suite's wall time): the seeded
+# campaign draws the same kinds with random steps and sides; `pytest tests/faults -m campaign_extra` runs them.
+EXTRA = pytest.mark.campaign_extra
+
+
+@pytest.mark.parametrize("point", [pytest.param(POINTS[0], marks=EXTRA), *POINTS[1:]])
 def test_kill_at_every_step_boundary(point: str, make_server: MakeServer, tmp_path: Path) -> None:
     """14 SIGKILLs in one migration, one at this boundary of every step, each followed by a resume."""
     points = [f"step.{n}.{point}" for n in EXECUTION_ORDER]  # 12 runs before 9
@@ -41,7 +46,11 @@ def test_kill_at_every_step_boundary(point: str, make_server: MakeServer, tmp_pa
     assert result.faults == 14
 
 
-@pytest.mark.parametrize(("step", "seed"), [(5, 501), (6, 601), (6, 602), (7, 701), (10, 1001)])
+@pytest.mark.parametrize(
+    ("step", "seed"),
+    [pytest.param(5, 501, marks=EXTRA), (6, 601), pytest.param(6, 602, marks=EXTRA),
+     pytest.param(7, 701, marks=EXTRA), (10, 1001)],
+)
 def test_kill_at_a_random_moment_inside_a_step(
     step: int, seed: int, make_server: MakeServer, tmp_path: Path
 ) -> None:
@@ -78,9 +87,9 @@ def test_kill_inside_the_applier(hook: str, nth: int, make_server: MakeServer, t
     ("kind", "side", "step"),
     [
         ("net-cut", "target", 6),
-        ("net-cut", "source", 7),
-        ("net-cut", "target", 8),
-        ("net-stall", "target", 6),
+        pytest.param("net-cut", "source", 7, marks=EXTRA),
+        pytest.param("net-cut", "target", 8, marks=EXTRA),
+        pytest.param("net-stall", "target", 6, marks=EXTRA),
         ("net-stall", "source", 8),
     ],
 )
@@ -98,7 +107,8 @@ def test_network_down_past_the_budget_stops_then_resumes(make_server: MakeServer
 
 
 @pytest.mark.parametrize(
-    ("kind", "step"), [("source-restart", 6), ("source-restart", 8), ("target-restart", 8)]
+    ("kind", "step"),
+    [pytest.param("source-restart", 6, marks=EXTRA), ("source-restart", 8), ("target-restart", 8)],
 )
 def test_server_restarts(kind: str, step: int, make_server: MakeServer, tmp_path: Path) -> None:
     result = run_trial(kind, 51, make_server, tmp_path, step=step)

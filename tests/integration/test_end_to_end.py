@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import time
@@ -79,6 +80,7 @@ def assert_migrated(box: Sandbox) -> None:
 
 
 def test_full_migration_under_live_writes(sandbox: Sandbox) -> None:
+    shutil.rmtree(sandbox.workdir / "template")  # this run's step 2 builds its own (see make_sandbox)
     workload = sandbox.workload(rate=40)
     workload.start()
     result = sandbox.cli("run")

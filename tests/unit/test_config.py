@@ -46,6 +46,7 @@ def test_minimal_config_parses_with_defaults(tmp_path: Path) -> None:
     assert cfg.source.password.reveal() == "s-secret"
     assert cfg.target.password.reveal() == "t-secret"
     assert cfg.copy.workers == 2
+    assert cfg.sync.poll_seconds == 1.0
     assert cfg.workdir == tmp_path / ".migrator"
     assert cfg.dns.file == tmp_path / ".migrator" / "dns.json"
 
@@ -96,6 +97,7 @@ def test_fingerprint_changes_with_target_not_with_password(
         (lambda t: t.replace("[migration]", '[migration]\nplatform = "rds"'), "there is no [rds] section"),
         (lambda t: t + "\n[copy]\nworkers = 0\n", "copy.workers must be > 0"),
         (lambda t: t + "\n[copy]\nworkers = true\n", "copy.workers must be int, got bool"),
+        (lambda t: t + "\n[sync]\npoll_seconds = 0\n", "sync.poll_seconds must be between 0.01 and 60"),
         (lambda t: t + "\n[cutover]\nread_only = false\n", "nothing would pause writes"),
         (lambda t: t + '\n[definers]\nfallback = "root"\n', "definers.fallback must look like user@host"),
         (
