@@ -14,11 +14,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 import structlog
 
 from migrator import proofs
 from migrator.config import load
-from migrator.errors import EXIT_OK, EXIT_STEP_FAILED, EXIT_WAITING_ON_OPERATOR
+from migrator.errors import EXIT_OK, EXIT_STEP_FAILED, EXIT_WAITING_ON_OPERATOR, VerificationFailed
 from migrator.journal import Journal
 from migrator.mysql.flavour import MARIADB_10_11
 from migrator.mysql.positions import source_head
@@ -266,8 +267,9 @@ class _ApplyOnTick:
     """The services of a step context: each tick copies the source's binlogs to the archive and applies
     them; ``then`` runs once, after the first tick's apply (the applier has not seen what it does)."""
 
-    def __init__(self, source: LocalServer, archive: Path, applier: BinlogApplier, then: Callable[[], None]) -> None:
-        self.source, self.archive, self.applier, self.then = source, archive, applier, then
+    def __init__(self, source: LocalServer, archive: Path, applier: BinlogApplier) -> None:
+        self.source, self.archive, self.applier = source, archive, applier
+        self.then: Callable[[], None] = lambda: None
 
     def start(self, name: str) -> None:
         pass
@@ -280,10 +282,9 @@ class _ApplyOnTick:
         then()
 
 
-def test_a_round_counts_an_xa_commit_whose_prepare_came_before_it(make_server: MakeServer, tmp_path: Path) -> None:
-    """Found by the fault campaign: the round's start h fell right after an XA PREPARE of an UPDATE and its
-    XA COMMIT came during the comparison, before the applier applied it. Before: the key differed and
-    (h, e] "did not change" it: "rows differ between source and target that no write explains"."""
+def _xa_round(make_server: MakeServer, tmp_path: Path) -> tuple[StepContext, _ApplyOnTick, Any, proofs.ProofState]:
+    """Source and target equal, the applier run by the context's ticks, and on the source an UPDATE of
+    shop.ledger id=1152 prepared under XID 'x' (the cursor ends it); the state proves all before it."""
     source, target = make_server("src", 1), make_server("dst", 2)
     for server in (source, target):
         server.execute("CREATE DATABASE shop", "CREATE TABLE shop.ledger (id INT PRIMARY KEY, v INT)",
@@ -300,26 +301,48 @@ def test_a_round_counts_an_xa_commit_whose_prepare_came_before_it(make_server: M
     applier = BinlogApplier(admin_endpoint(target), cfg.archive_dir, MARIADB_10_11, schemas=frozenset({"shop"}),
                             start=SnapshotCoordinates(*start), secrets_dir=tmp_path / "secrets")
     applier.ensure_position_table()
-    xa = source.root()
-    with xa.cursor() as cur:
-        for sql in ("XA START 'x'", "UPDATE shop.ledger SET v = 1 WHERE id = 1152", "XA END 'x'", "XA PREPARE 'x'"):
-            cur.execute(sql)
+    xa = source.root().cursor()
+    for sql in ("XA START 'x'", "UPDATE shop.ledger SET v = 1 WHERE id = 1152", "XA END 'x'", "XA PREPARE 'x'"):
+        xa.execute(sql)
+    services = _ApplyOnTick(source, cfg.archive_dir, applier)
+    ctx = StepContext(config=cfg, journal=Journal.open(tmp_path / "journal.sqlite"), platform=None,  # type: ignore[arg-type]
+                      dns=None, clock=FakeClock(), services=services,  # type: ignore[arg-type]
+                      log=structlog.get_logger(), step_number=9)
+    return ctx, services, xa, proofs.ProofState("b", start, ChangeSet())
 
-    def commit() -> None:  # on the source, once the applier has passed the prepare and h is taken
-        with xa.cursor() as cur:
-            cur.execute("XA COMMIT 'x'")
 
-    journal = Journal.open(tmp_path / "journal.sqlite")
-    services: Any = _ApplyOnTick(source, cfg.archive_dir, applier, commit)
-    ctx = StepContext(config=cfg, journal=journal, platform=None, dns=None, clock=FakeClock(),  # type: ignore[arg-type]
-                      services=services, log=structlog.get_logger(), step_number=9)
-    try:
-        tables = proofs.migrated_tables(ctx)
-        state, compared = proofs.run_round(ctx, proofs.ProofState("b", start, ChangeSet()), tables)
-        assert compared.differing == {("shop", "ledger"): {(1152,)}}  # the commit landed mid-comparison
-        assert state.pending.keys == {("shop", "ledger"): {(1152,)}}  # pending again: compared next round
-        state, compared = proofs.run_round(ctx, state, tables)
-        assert compared.differing == {} and state.pending.key_count() == 0 and state.xa_open == {}
-    finally:
-        journal.close()
-        xa.close()
+def test_a_round_counts_an_xa_commit_whose_prepare_came_before_it(make_server: MakeServer, tmp_path: Path) -> None:
+    """Found by the fault campaign: the round's start h fell right after an XA PREPARE of an UPDATE and its
+    XA COMMIT came during the comparison, before the applier applied it. Before: the key differed and
+    (h, e] "did not change" it: "rows differ between source and target that no write explains"."""
+    ctx, services, xa, state = _xa_round(make_server, tmp_path)
+    services.then = lambda: xa.execute("XA COMMIT 'x'")  # once the applier has passed the prepare: h is taken
+    tables = proofs.migrated_tables(ctx)
+    state, compared = proofs.run_round(ctx, state, tables)
+    assert compared.differing == {("shop", "ledger"): {(1152,)}}  # the commit landed mid-comparison
+    assert state.pending.keys == {("shop", "ledger"): {(1152,)}}  # pending again: compared next round
+    state, compared = proofs.run_round(ctx, state, tables)
+    assert compared.differing == {} and state.pending.key_count() == 0 and state.xa_open == {}
+    ctx.journal.close()
+
+
+def test_a_row_proven_while_its_xa_was_prepared_is_compared_again_after_its_commit(
+    make_server: MakeServer, tmp_path: Path
+) -> None:
+    """Before: the row compared equal while its XA was only prepared, the commit's window named no row,
+    and a target that then lost or mis-applied the commit was never looked at again: a false "equal"."""
+    ctx, services, xa, state = _xa_round(make_server, tmp_path)
+    tables = proofs.migrated_tables(ctx)
+    state, compared = proofs.run_round(ctx, state, tables)
+    assert compared.keys == 1 and compared.differing == {} and state.pending.key_count() == 0
+    assert list(state.xa_open) == ["X'78',X'',1"]  # still prepared at the boundary: journaled with it
+    xa.execute("XA COMMIT 'x'")
+
+    def misapplied() -> None:  # the applier has just applied the commit: the target's copy goes wrong
+        with ctx.target() as t:
+            t.execute("UPDATE shop.ledger SET v = 99 WHERE id = 1152")
+
+    services.then = misapplied
+    with pytest.raises(VerificationFailed, match=r"no write explains .*shop\.ledger keys \(1152,\)"):
+        proofs.run_round(ctx, state, tables)
+    ctx.journal.close()
