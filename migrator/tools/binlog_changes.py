@@ -15,6 +15,12 @@ Fail closed, always: a proof built on a change set that missed a change would be
   reader does not decode exactly (only integers and CHAR/VARCHAR/BINARY/VARBINARY are), a key value
   printed as NULL or unparseable, statement-format DML, or a row image that names unknown columns.
 
+An XA transaction's rows are logged with its XA PREPARE and take effect at its XA COMMIT, a later
+group with no rows: a range holding the commit (or rollback) counts the rows of the prepared part,
+read from the range itself or, when the prepare lies before it, from coordinates the caller passes
+(``xa_open``: the applier's ``_migrator.apply_xa`` at the range's start). An XA end whose prepare is
+in neither makes the range unreadable.
+
 How values are printed (MariaDB 10.11 ``mariadb-binlog`` and MySQL 8 ``mysqlbinlog`` alike, both
 ``my_b_write_quoted``): integers signed, followed by the unsigned reading when negative
 (``@1=-1 (4294967295)``); strings quoted, bytes below 0x20 as ``\\xNN``, every other byte raw
