@@ -34,6 +34,16 @@ comparison is in the archive, which puts the row back on the list. This rests on
 complete (the change reader fails closed: an unreadable range makes every table "changed as a
 whole") and on nothing but the applier writing to the target's migrated schemas.
 
+**XA transactions.** An XA transaction is logged as its prepared part (XA START ... XA PREPARE, the
+row events) and, later, an XA COMMIT or ROLLBACK with no rows; its rows change on the source at the
+commit, and on the target when the applier applies that commit. So a window holding the commit
+changed those rows, wherever the prepare lies. Every window boundary is therefore the target's
+applied position read in one statement with ``_migrator.apply_xa`` (the XA transactions prepared and
+not ended there, and where their prepared parts are), after waiting for the applier to pass the
+source's head: the boundary is exact, and the reader counts the rows of every XA ended in a window
+from those coordinates; an end it cannot match fails closed. The open set at the boundary ``since``
+is journaled with it.
+
 **Journal.** ``proof_pass`` (basis, P0) and one ``proof_table:<schema.table>`` fact per table whose
 pass comparison finished (its differing keys), so a resumed pass skips finished tables and redoes
 an unfinished one; ``proof_state`` (basis, boundary, pending keys and whole tables, rounds) is
@@ -59,8 +69,17 @@ from migrator.mysql.checksum import ChunkMismatch, compare_keys, compare_tables
 from migrator.mysql.positions import BinlogPosition, position_key, source_head
 from migrator.mysql.schema import TableInfo, base_tables
 from migrator.step import StepContext
-from migrator.sync_status import applied_position
-from migrator.tools.binlog_changes import ChangeSet, Table, decode_keys, encode_keys, layout_of, rows_changed
+from migrator.sync_status import POSITION_TABLE, applied_position
+from migrator.tools.binlog_applier import XA_TABLE
+from migrator.tools.binlog_changes import (
+    ChangeSet,
+    Table,
+    XaPrepare,
+    decode_keys,
+    encode_keys,
+    layout_of,
+    rows_changed,
+)
 
 FACT_BASELINE = "proof_pass"
 FACT_TABLE = "proof_table:"
@@ -79,6 +98,7 @@ class ProofState:
     since: BinlogPosition  # every row not pending is proven equal as of here
     pending: ChangeSet
     rounds: int = 0
+    xa_open: dict[str, XaPrepare] = field(default_factory=dict)  # XA prepared, not ended, at ``since``
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -86,6 +106,7 @@ class ProofState:
             "since": self.since.as_list(),
             "pending": self.pending.to_json(),
             "rounds": self.rounds,
+            "xa_open": xa_to_json(self.xa_open),
             "pending_keys": self.pending.key_count(),
             "whole_tables": sorted(f"{s}.{t}" for s, t in self.pending.whole),
         }
@@ -130,14 +151,24 @@ def migrated_tables(ctx: StepContext) -> list[TableInfo]:
 def load_state(ctx: StepContext, tables: Sequence[TableInfo]) -> ProofState | None:
     """The journaled state if it belongs to this copy and its tables; else None (prove everything)."""
     data = ctx.journal.fact(FACT_STATE)
-    if not data or data.get("basis") != basis(ctx):
+    if not data or data.get("basis") != basis(ctx) or "xa_open" not in data:  # older: open XAs unknown
         return None
     try:
         pending = ChangeSet.from_json(data["pending"], [(t.schema, t.name) for t in tables])
     except ValueError as exc:
         ctx.log.warning("proof.state_unusable", why=str(exc))
         return None
-    return ProofState(data["basis"], BinlogPosition(*data["since"]), pending, int(data.get("rounds", 0)))
+    return ProofState(
+        data["basis"], BinlogPosition(*data["since"]), pending, int(data.get("rounds", 0)), xa_from_json(data["xa_open"])
+    )
+
+
+def xa_to_json(xa_open: dict[str, XaPrepare]) -> dict[str, list[Any]]:
+    return {xid: prepared.as_list() for xid, prepared in sorted(xa_open.items())}
+
+
+def xa_from_json(data: dict[str, list[Any]]) -> dict[str, XaPrepare]:
+    return {xid: XaPrepare(str(f), int(start), int(end)) for xid, (f, start, end) in data.items()}
 
 
 def _everything(tables: Sequence[TableInfo], why: str) -> ChangeSet:
@@ -164,7 +195,34 @@ def wait_applied(ctx: StepContext, position: tuple[str, int], name: str, *, time
     )
 
 
-def _changes(ctx: StepContext, start: tuple[str, int], end: tuple[str, int], tables: Sequence[TableInfo]) -> ChangeSet:
+def applied_boundary(ctx: StepContext, name: str) -> tuple[BinlogPosition, dict[str, XaPrepare]]:
+    """A window boundary: once the applier has passed the source's head, its position and the XA
+    transactions open there, read in one statement (one consistent read: the applier moves both in
+    one target transaction), so the prepare of any XA that ends later is known exactly."""
+    wait_applied(ctx, _head(ctx), name)
+    with ctx.target() as t:
+        rows = t.rows(
+            f"SELECT p.file, p.pos, x.xid, x.file, x.start_pos, x.end_pos FROM {POSITION_TABLE} p "
+            f"LEFT JOIN {XA_TABLE} x ON TRUE WHERE p.id = 1"
+        )
+    if not rows:
+        raise StepFailed(f"{POSITION_TABLE} on the target has no row", hint="step 7 starts the applier")
+    position = BinlogPosition(str(rows[0][0]), int(rows[0][1]))
+    xa_open = {
+        bytes(xid).decode("utf-8", "surrogateescape"): XaPrepare(str(f), int(start), int(end))
+        for _, _, xid, f, start, end in rows
+        if xid is not None
+    }
+    return position, xa_open
+
+
+def _changes(
+    ctx: StepContext,
+    start: tuple[str, int],
+    end: tuple[str, int],
+    tables: Sequence[TableInfo],
+    xa_open: dict[str, XaPrepare],
+) -> ChangeSet:
     found = rows_changed(
         ctx.config.archive_dir,
         ctx.source_flavour,
@@ -172,6 +230,7 @@ def _changes(ctx: StepContext, start: tuple[str, int], end: tuple[str, int], tab
         end,
         tables=tables,
         schemas=ctx.config.migration.schemas,
+        xa_open=xa_open,
     )
     return _everything(tables, UNREADABLE) if found is None else found
 
@@ -187,12 +246,11 @@ def full_pass(ctx: StepContext, tables: Sequence[TableInfo]) -> tuple[ProofState
     started = time.monotonic()
     b = basis(ctx)
     recorded = ctx.journal.fact(FACT_BASELINE)
-    if recorded and recorded.get("basis") == b:
-        p0 = BinlogPosition(*recorded["p0"])
+    if recorded and recorded.get("basis") == b and "xa_open" in recorded:
+        p0, xa0 = BinlogPosition(*recorded["p0"]), xa_from_json(recorded["xa_open"])
     else:
-        p0 = _head(ctx)
-        ctx.put_fact(FACT_BASELINE, {"basis": b, "p0": p0.as_list()})
-    wait_applied(ctx, p0, "reach-p0")
+        p0, xa0 = applied_boundary(ctx, "reach-p0")
+        ctx.put_fact(FACT_BASELINE, {"basis": b, "p0": p0.as_list(), "xa_open": xa_to_json(xa0)})
 
     def table_fact(table: TableInfo) -> dict[str, Any] | None:
         fact = ctx.journal.fact(FACT_TABLE + table.qualified_name)
@@ -211,9 +269,8 @@ def full_pass(ctx: StepContext, tables: Sequence[TableInfo]) -> tuple[ProofState
     report = compare_tables(
         ctx.config.source, ctx.config.target, todo, workers=ctx.config.sync.checksum_workers, on_table=on_table
     )
-    p1 = _head(ctx)
-    wait_applied(ctx, p1, "reach-p1")
-    changes = _changes(ctx, p0, p1, tables)
+    p1, xa1 = applied_boundary(ctx, "reach-p1")
+    changes = _changes(ctx, p0, p1, tables, xa0)
     unexplained: dict[str, str] = {}
     for table in tables:
         record = done[table.qualified_name]
@@ -232,7 +289,7 @@ def full_pass(ctx: StepContext, tables: Sequence[TableInfo]) -> tuple[ProofState
             hint="the copy is not faithful (or something wrote to the target): do not cut over; "
             "`migrator verify` shows the detail, `migrator retry-step 8` compares again",
         )
-    state = ProofState(b, p1, changes)
+    state = ProofState(b, p1, changes, xa_open=xa1)
     ctx.put_fact(FACT_STATE, state.to_json())
     summary = {
         "from": p0.as_list(),
@@ -307,13 +364,11 @@ def compare_pending(
 def run_round(ctx: StepContext, state: ProofState, tables: Sequence[TableInfo]) -> tuple[ProofState, Comparison]:
     """One round while writes flow; the new state is journaled only once the round is complete."""
     ctx.journal.event("proof.round_started", ctx.step_number, since=state.since.as_list(), round=state.rounds + 1)
-    h = _head(ctx)
-    wait_applied(ctx, h, "round-start")
-    todo = state.pending.union(_changes(ctx, state.since, h, tables))
+    h, xa_h = applied_boundary(ctx, "round-start")
+    todo = state.pending.union(_changes(ctx, state.since, h, tables, state.xa_open))
     compared = compare_pending(ctx, tables, todo, whole=False)
-    e = _head(ctx)
-    wait_applied(ctx, e, "round-end")
-    during = _changes(ctx, h, e, tables)
+    e, xa_e = applied_boundary(ctx, "round-end")
+    during = _changes(ctx, h, e, tables, xa_h)
     unexplained = {
         t: [k for k in keys if not during.covers(t, k)] for t, keys in compared.differing.items()
     }
@@ -325,7 +380,7 @@ def run_round(ctx: StepContext, state: ProofState, tables: Sequence[TableInfo]) 
             hint="the target is not a faithful copy (or something writes to it): do not cut over",
         )
     pending = ChangeSet(keys=during.keys, whole={**todo.whole, **during.whole})
-    new = ProofState(state.basis, e, pending, state.rounds + 1)
+    new = ProofState(state.basis, e, pending, state.rounds + 1, xa_e)
     ctx.put_fact(FACT_STATE, new.to_json())
     ctx.log.info(
         "proof.round",
@@ -413,12 +468,10 @@ def repass(
     new boundary is the end of this pass. Journaled only once complete, like a round.
     """
     ctx.journal.event("proof.repass_started", ctx.step_number, tables=[t.qualified_name for t in which])
-    p0 = _head(ctx)
-    wait_applied(ctx, p0, "repass-start")
+    p0, xa0 = applied_boundary(ctx, "repass-start")
     report = compare_tables(ctx.config.source, ctx.config.target, which, workers=ctx.config.sync.checksum_workers)
-    p1 = _head(ctx)
-    wait_applied(ctx, p1, "repass-end")
-    window = _changes(ctx, p0, p1, tables)
+    p1, xa1 = applied_boundary(ctx, "repass-end")
+    window = _changes(ctx, p0, p1, tables, xa0)
     unexplained: list[str] = []
     for m in report.mismatches:
         key = (m.schema, m.table)
@@ -431,7 +484,7 @@ def repass(
             hint="the target is not a faithful copy (or something writes to it): do not cut over",
         )
     redone = {(t.schema, t.name) for t in which}
-    merged = state.pending.union(_changes(ctx, state.since, p1, tables))
+    merged = state.pending.union(_changes(ctx, state.since, p1, tables, state.xa_open))
     pending = ChangeSet(
         keys={t: k for t, k in merged.keys.items() if t not in redone},
         whole={t: why for t, why in merged.whole.items() if t not in redone},
@@ -442,7 +495,7 @@ def repass(
             whole={t: why for t, why in window.whole.items() if t in redone},
         )
     )
-    new = ProofState(state.basis, p1, pending, state.rounds)
+    new = ProofState(state.basis, p1, pending, state.rounds, xa1)
     ctx.put_fact(FACT_STATE, new.to_json())
     ctx.log.info("proof.repass", tables=sorted(redone), until=str(p1), pending_keys=pending.key_count(), rows=report.rows)
     return new
@@ -461,7 +514,7 @@ def prove_in_pause(
         todo, how = _everything(tables, "no live proof to build on"), "every table in full (no live proof)"
     else:
         read_started = time.monotonic()
-        todo = state.pending.union(_changes(ctx, state.since, final, tables))
+        todo = state.pending.union(_changes(ctx, state.since, final, tables, state.xa_open))
         how = f"rows changed since {state.since} ({state.rounds} rounds)"
         ctx.log.info("proof.pause_delta_read", seconds=round(time.monotonic() - read_started, 3))
     ctx.log.info(
@@ -494,4 +547,6 @@ def changed_after(ctx: StepContext, final: BinlogPosition, tables: Sequence[Tabl
     if head == final:
         return None
     wait_applied(ctx, head, "after-final", timeout=ctx.config.cutover.catchup_timeout_seconds)
-    return _changes(ctx, final, head, tables)
+    # No XA is open at ``final`` (step 10 refuses one there); an XA ended after it whose prepare came
+    # before would make the range unreadable, "everything changed": a write after ``final`` all the same.
+    return _changes(ctx, final, head, tables, {})

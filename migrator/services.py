@@ -194,7 +194,8 @@ class ServiceSupervisor:
         The applier reads from its committed position (from the snapshot's before it ran); verification
         from the ``archive_retain_from`` fact ([file, position], set by the code that verifies; null
         when it needs nothing); step 10 from step 8's ``preverify.until``; the proofs from ``proof_state.since``
-        (their last round) or ``proof_pass.p0``; before step 8 journals either, nothing is pruned.
+        (their last round) or ``proof_pass.p0``, and the prepared parts of the XA transactions open there;
+        before step 8 journals either, nothing is pruned.
         """
         services = self.journal.services()
         applied = services.get(APPLIER, ("stopped", None))[1]
@@ -222,6 +223,9 @@ class ServiceSupervisor:
                 readers.append((str(baseline["p0"][0]), int(baseline["p0"][1])))
             elif status.get(8) == "running" and retain is None:
                 readers.append(None)  # a pass starting: its p0 is not journaled yet
+            # ... and the prepared parts of the XA transactions open there, read when their XA COMMIT comes.
+            for prepared in ((state or baseline or {}).get("xa_open") or {}).values():
+                readers.append((str(prepared[0]), int(prepared[1])))
         return readers
 
     def prune_archive(self) -> list[str]:

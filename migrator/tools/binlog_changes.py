@@ -15,6 +15,12 @@ Fail closed, always: a proof built on a change set that missed a change would be
   reader does not decode exactly (only integers and CHAR/VARCHAR/BINARY/VARBINARY are), a key value
   printed as NULL or unparseable, statement-format DML, or a row image that names unknown columns.
 
+An XA transaction's rows are logged with its XA PREPARE and take effect at its XA COMMIT, a later
+group with no rows: a range holding the commit (or rollback) counts the rows of the prepared part,
+read from the range itself or, when the prepare lies before it, from coordinates the caller passes
+(``xa_open``: the applier's ``_migrator.apply_xa`` at the range's start). An XA end whose prepare is
+in neither makes the range unreadable.
+
 How values are printed (MariaDB 10.11 ``mariadb-binlog`` and MySQL 8 ``mysqlbinlog`` alike, both
 ``my_b_write_quoted``): integers signed, followed by the unsigned reading when negative
 (``@1=-1 (4294967295)``); strings quoted, bytes below 0x20 as ``\\xNN``, every other byte raw
@@ -47,6 +53,7 @@ from migrator.tools.binlog_text import (
     BinlogParseError,
     Transaction,
     TransactionPart,
+    XaOutcome,
     account_statement_kind,
     admin_statement_kind,
     parse,
@@ -69,6 +76,21 @@ MAX_READINGS = 16  # readings of one ambiguous key before the table counts as ch
 
 class ArchiveUnreadable(Exception):
     """The range cannot be read completely: the caller must assume every table changed."""
+
+
+@dataclass(frozen=True)
+class XaPrepare:
+    """Where the prepared part of an XA transaction (XA START ... XA PREPARE, its row events) is in the archive.
+
+    The rows take effect at its XA COMMIT, a later event group with no rows: a range holding that
+    commit changed these rows, wherever the prepare lies (the applier's ``_migrator.apply_xa`` rows)."""
+
+    file: str
+    start_pos: int
+    end_pos: int
+
+    def as_list(self) -> list[Any]:
+        return [self.file, self.start_pos, self.end_pos]
 
 
 # --- layouts: which @N are the key, and how to read them ------------------------------------
@@ -383,17 +405,23 @@ def read_changes(
     *,
     layouts: Mapping[Table, TableLayout] | None = None,
     schemas: Iterable[str] | None = None,
+    xa_open: Mapping[str, XaPrepare] | None = None,
 ) -> ChangeSet:
     """What (start, end] changed; raises ArchiveUnreadable. ``layouts`` None: tables only (no -v decoding).
 
     ``schemas``: DDL and statements on other schemas are ignored (RDS's own writes to ``mysql``);
-    None: any DDL means everything.
+    None: any DDL means everything. ``xa_open``: the XA transactions prepared and not yet ended at
+    ``start``, by XID. An XA COMMIT or ROLLBACK in the range counts the rows of its prepared part (read
+    from there when it lies before ``start``); one whose prepare is neither in the range nor in
+    ``xa_open`` makes the range unreadable.
     """
     changes = ChangeSet()
     if position_key(end) <= position_key(start):
         return changes
     wanted = None if schemas is None else frozenset(schemas)
     tool = client_tools.binlog_tool(flavour).path
+    prepared_here: set[str] = set()  # XIDs prepared inside the range: their rows are counted already
+    ended_earlier: list[XaPrepare] = []  # prepared before the range, ended in it
     for name, _size in _files_in_range(archive_dir, start, end):
         path = archive_dir / name
         if not path.is_file():
@@ -410,8 +438,13 @@ def read_changes(
         # A big transaction comes in parts (never held whole); a part's tables count as changed at once,
         # which over-counts only if the transaction then never commits (harmless: more is re-compared).
         for unit in parse(_tool_lines(argv, sink), stream_bytes=STREAM_BYTES):
+            if isinstance(unit, XaOutcome):
+                ended_earlier += _xa_ended(unit, name, prepared_here, xa_open or {})
+                continue
             if not isinstance(unit, Transaction | TransactionPart):
                 continue
+            if isinstance(unit, Transaction) and unit.xa_prepared is not None:
+                prepared_here.add(unit.xa_prepared)
             if unit.is_ddl:
                 _statement_changes(unit, wanted, changes, whole_why="DDL")
                 continue
@@ -420,7 +453,30 @@ def read_changes(
                     changes.add_whole(t, "changed")
             if unit.queries:
                 _statement_changes(unit, wanted, changes, whole_why="statement-format DML")
+    for part in ended_earlier:  # its prepared part alone: no XA outcome in it, nothing open needed
+        changes = changes.union(
+            read_changes(
+                archive_dir, flavour, (part.file, part.start_pos), (part.file, part.end_pos), layouts=layouts,
+                schemas=schemas,
+            )
+        )
     return changes
+
+
+def _xa_ended(outcome: XaOutcome, file: str, prepared_here: set[str], xa_open: Mapping[str, XaPrepare]) -> list[XaPrepare]:
+    """The prepared part to read for an XA COMMIT/ROLLBACK met in a range: none when it was prepared in the
+    range (its rows are counted there). A rollback counts too: more is re-compared, nothing is missed."""
+    if outcome.xid in prepared_here:
+        prepared_here.discard(outcome.xid)  # an XID may be reused later in the range
+        return []
+    prepared = xa_open.get(outcome.xid)
+    if prepared is None:
+        verb = "COMMIT" if outcome.commit else "ROLLBACK"
+        raise ArchiveUnreadable(
+            f"XA {verb} {outcome.xid} at {file}:{outcome.start_pos} ends an XA transaction whose XA PREPARE is "
+            "neither in the range nor known to be open at its start"
+        )
+    return [prepared]
 
 
 def rows_changed(
@@ -431,10 +487,14 @@ def rows_changed(
     *,
     tables: Sequence[TableInfo],
     schemas: Iterable[str],
+    xa_open: Mapping[str, XaPrepare] | None = None,
 ) -> ChangeSet | None:
-    """Keys of the rows of ``tables`` that (start, end] changed; None when the range cannot be read."""
+    """Keys of the rows of ``tables`` that (start, end] changed; None when the range cannot be read.
+    ``xa_open``: the XA transactions prepared and not ended at ``start`` (see read_changes)."""
     try:
-        return read_changes(archive_dir, flavour, start, end, layouts=layouts_of(tables), schemas=schemas)
+        return read_changes(
+            archive_dir, flavour, start, end, layouts=layouts_of(tables), schemas=schemas, xa_open=xa_open
+        )
     except (ArchiveUnreadable, BinlogParseError) as exc:
         log.warning("binlog_changes.unreadable", start=list(start), end=list(end), why=str(exc))
         return None

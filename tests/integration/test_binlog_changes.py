@@ -10,7 +10,7 @@ from migrator.mysql.flavour import MARIADB_10_11
 from migrator.mysql.positions import BinlogPosition
 from migrator.mysql.schema import TableInfo, base_tables
 from migrator.mysql.session import MySQLSession
-from migrator.tools.binlog_changes import rows_changed, tables_changed
+from migrator.tools.binlog_changes import XaPrepare, rows_changed, tables_changed
 from tests.conftest import MakeServer, admin_endpoint
 
 
@@ -193,3 +193,38 @@ def test_keys_read_from_the_archive_find_their_rows_on_both_sides(make_server: M
     assert found["s"].differing == {("é\\x41'".encode("latin1"), 18446744073709551615)}
     assert found["u"].differing == {("Grüße 🙂".encode(),)} and found["u"].source_rows == 2
     assert found["bin"].differing == {(b"\x00a\x00\x00",)} and found["bin"].source_rows == 2
+
+
+# --- XA: the rows change at the XA COMMIT, a group with no rows of its own ------------------------
+def test_an_xa_end_counts_the_rows_of_its_prepare_wherever_that_lies(make_server: MakeServer) -> None:
+    """Before: (h, e] holding only the XA COMMIT of an UPDATE prepared before h reported nothing changed."""
+    server = make_server("src", 1)
+    server.execute("CREATE DATABASE d", "CREATE TABLE d.t (id INT PRIMARY KEY, v INT)", "INSERT INTO d.t VALUES (1, 0), (2, 0)")
+    tables, conn = _tables(server, ["d"]), server.root()
+
+    def xa(name: str, key: int, end: str) -> tuple[XaPrepare, BinlogPosition, BinlogPosition]:
+        """Prepare an UPDATE of ``key`` under XID ``name``; returns where the prepare is, h, and e past ``end``."""
+        before = head(server)
+        with conn.cursor() as cur:
+            for sql in (f"XA START '{name}'", f"UPDATE d.t SET v = v + 1 WHERE id = {key}", f"XA END '{name}'",
+                        f"XA PREPARE '{name}'"):
+                cur.execute(sql)
+            h = head(server)
+            cur.execute(f"XA {end} '{name}'")
+        return XaPrepare(before.file, before.position, h.position), h, head(server)
+
+    def read(start: BinlogPosition, end: BinlogPosition, xa_open: dict[str, XaPrepare] | None = None):  # type: ignore[no-untyped-def]
+        return rows_changed(server.datadir, MARIADB_10_11, start, end, tables=tables, schemas=["d"], xa_open=xa_open)
+
+    p0 = head(server)
+    prepared, h, e = xa("x", 1, "COMMIT")
+    xid = "X'78',X'',1"  # as the binlog tool prints it, and the applier keeps it in _migrator.apply_xa
+    committed = read(h, e, {xid: prepared})
+    assert committed is not None and committed.keys == {("d", "t"): {(1,)}}
+    assert read(h, e) is None  # a commit whose prepare is unknown: fail closed, never "nothing changed"
+    both = read(p0, e)  # prepared and committed in the range
+    assert both is not None and both.keys == {("d", "t"): {(1,)}}
+    prepared, h, e = xa("y", 2, "ROLLBACK")
+    rolled_back = read(h, e, {"X'79',X'',1": prepared})
+    assert rolled_back is not None and rolled_back.keys == {("d", "t"): {(2,)}}
+    conn.close()

@@ -4,20 +4,35 @@ false "equal" behind."""
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pymysql
+import pytest
+import structlog
 
-from migrator.errors import EXIT_OK, EXIT_STEP_FAILED, EXIT_WAITING_ON_OPERATOR
+from migrator import proofs
+from migrator.config import load
+from migrator.errors import EXIT_OK, EXIT_STEP_FAILED, EXIT_WAITING_ON_OPERATOR, VerificationFailed
 from migrator.journal import Journal
-from tests.conftest import ADMIN_PASSWORD, ADMIN_USER, MakeServer
+from migrator.mysql.flavour import MARIADB_10_11
+from migrator.mysql.positions import source_head
+from migrator.mysql.session import MySQLSession
+from migrator.ports import SnapshotCoordinates
+from migrator.step import StepContext
+from migrator.tools.binlog_applier import BinlogApplier
+from migrator.tools.binlog_changes import ChangeSet
+from tests.conftest import ADMIN_PASSWORD, ADMIN_USER, LocalServer, MakeServer, admin_endpoint
+from tests.fakes.clock import FakeClock
 from tests.faults.harness import sigkill, world
-from tests.harness import Sandbox, make_sandbox, stop_local_replicas
+from tests.harness import Sandbox, make_sandbox, stop_local_replicas, write_config
 
 EMPLOYEE = 10_007  # a row of hr.employees, a table the writer never touches
 
@@ -249,3 +264,89 @@ def test_a_kill_inside_the_pause_comparison_leaves_no_false_equal(make_server: M
         assert resumed.rc == EXIT_STEP_FAILED, resumed.error
         assert f"hr.employees: keys ({emp_no},)" in resumed.stderr_tail
         assert _steps(w.box)[10] == "failed" and _steps(w.box)[13] == "pending"
+
+
+# --- XA: the rows change at the XA COMMIT, a group of its own with no rows --------------------------
+class _ApplyOnTick:
+    """The services of a step context: each tick copies the source's binlogs to the archive and applies
+    them; ``then`` runs once, after the first tick's apply (the applier has not seen what it does)."""
+
+    def __init__(self, source: LocalServer, archive: Path, applier: BinlogApplier) -> None:
+        self.source, self.archive, self.applier = source, archive, applier
+        self.then: Callable[[], None] = lambda: None
+
+    def start(self, name: str) -> None:
+        pass
+
+    def check(self) -> None:
+        for path in self.source.datadir.glob("*-bin.[0-9]*"):
+            shutil.copyfile(path, self.archive / path.name)
+        self.applier.apply_available()
+        then, self.then = self.then, lambda: None
+        then()
+
+
+def _xa_round(make_server: MakeServer, tmp_path: Path) -> tuple[StepContext, _ApplyOnTick, Any, proofs.ProofState]:
+    """Source and target equal, the applier run by the context's ticks, and on the source an UPDATE of
+    shop.ledger id=1152 prepared under XID 'x' (the cursor ends it); the state proves all before it."""
+    source, target = make_server("src", 1), make_server("dst", 2)
+    for server in (source, target):
+        server.execute("CREATE DATABASE shop", "CREATE TABLE shop.ledger (id INT PRIMARY KEY, v INT)",
+                       "INSERT INTO shop.ledger VALUES (1152, 0), (7, 0)")
+    endpoint = {"host": "127.0.0.1", "user": ADMIN_USER, "password": ADMIN_PASSWORD}
+    cfg = load(write_config(tmp_path / "c.toml", {
+        "migration": {"workdir": str(tmp_path / "work"), "schemas": ["shop"]},
+        "source": {**endpoint, "port": source.port}, "target": {**endpoint, "port": target.port},
+        "sync": {"timeout_seconds": 60}, "dns": {"provider": "local", "record": "db", "target_value": "127.0.0.1:1"},
+    }))
+    cfg.archive_dir.mkdir(parents=True)
+    with MySQLSession(admin_endpoint(source)) as s:
+        start = source_head(s, MARIADB_10_11)
+    applier = BinlogApplier(admin_endpoint(target), cfg.archive_dir, MARIADB_10_11, schemas=frozenset({"shop"}),
+                            start=SnapshotCoordinates(*start), secrets_dir=tmp_path / "secrets")
+    applier.ensure_position_table()
+    xa = source.root().cursor()
+    for sql in ("XA START 'x'", "UPDATE shop.ledger SET v = 1 WHERE id = 1152", "XA END 'x'", "XA PREPARE 'x'"):
+        xa.execute(sql)
+    services = _ApplyOnTick(source, cfg.archive_dir, applier)
+    ctx = StepContext(config=cfg, journal=Journal.open(tmp_path / "journal.sqlite"), platform=None,  # type: ignore[arg-type]
+                      dns=None, clock=FakeClock(), services=services,  # type: ignore[arg-type]
+                      log=structlog.get_logger(), step_number=9)
+    return ctx, services, xa, proofs.ProofState("b", start, ChangeSet())
+
+
+def test_a_round_counts_an_xa_commit_whose_prepare_came_before_it(make_server: MakeServer, tmp_path: Path) -> None:
+    """Found by the fault campaign: the round's start h fell right after an XA PREPARE of an UPDATE and its
+    XA COMMIT came during the comparison, before the applier applied it. Before: the key differed and
+    (h, e] "did not change" it: "rows differ between source and target that no write explains"."""
+    ctx, services, xa, state = _xa_round(make_server, tmp_path)
+    services.then = lambda: xa.execute("XA COMMIT 'x'")  # once the applier has passed the prepare: h is taken
+    tables = proofs.migrated_tables(ctx)
+    state, compared = proofs.run_round(ctx, state, tables)
+    assert compared.differing == {("shop", "ledger"): {(1152,)}}  # the commit landed mid-comparison
+    assert state.pending.keys == {("shop", "ledger"): {(1152,)}}  # pending again: compared next round
+    state, compared = proofs.run_round(ctx, state, tables)
+    assert compared.differing == {} and state.pending.key_count() == 0 and state.xa_open == {}
+    ctx.journal.close()
+
+
+def test_a_row_proven_while_its_xa_was_prepared_is_compared_again_after_its_commit(
+    make_server: MakeServer, tmp_path: Path
+) -> None:
+    """Before: the row compared equal while its XA was only prepared, the commit's window named no row,
+    and a target that then lost or mis-applied the commit was never looked at again: a false "equal"."""
+    ctx, services, xa, state = _xa_round(make_server, tmp_path)
+    tables = proofs.migrated_tables(ctx)
+    state, compared = proofs.run_round(ctx, state, tables)
+    assert compared.keys == 1 and compared.differing == {} and state.pending.key_count() == 0
+    assert list(state.xa_open) == ["X'78',X'',1"]  # still prepared at the boundary: journaled with it
+    xa.execute("XA COMMIT 'x'")
+
+    def misapplied() -> None:  # the applier has just applied the commit: the target's copy goes wrong
+        with ctx.target() as t:
+            t.execute("UPDATE shop.ledger SET v = 99 WHERE id = 1152")
+
+    services.then = misapplied
+    with pytest.raises(VerificationFailed, match=r"no write explains .*shop\.ledger keys \(1152,\)"):
+        proofs.run_round(ctx, state, tables)
+    ctx.journal.close()
