@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from collections.abc import Iterator
 
 import pymysql
 import pymysql.cursors
@@ -117,30 +118,11 @@ class RowPath:
         target.execute("SET SESSION sql_mode = %s", (SCHEMA_SQL_MODE,))
         target.conn.begin()
         try:
-            batch: list[bytes] = []
-            size = zeros = 0
-            with source.conn.cursor(pymysql.cursors.SSCursor) as cur:
-                cur.execute(
-                    f"SELECT {row_tuple_sql(table)}, {enum_zeros_sql(table)}"
-                    f" FROM {chunk_rows_source(table, chunk)} WHERE {chunk.where_sql()}"
-                )
-                while rows := cur.fetchmany(ROW_FETCH):
-                    for text, row_zeros in rows:
-                        if text is None:
-                            raise ChunkCopyFailed(
-                                chunk,
-                                "a row's text exceeds the snapshot's max_allowed_packet; raise it to the "
-                                "size of the largest row x 2",
-                            )
-                        row = bytes(text)
-                        batch.append(row)
-                        size += len(row) + 1
-                        zeros += int(row_zeros)
-                        if size >= budget:
-                            sent += self._send_rows(chunk, target, prefix, batch, zeros)
-                            batch, size, zeros = [], 0, 0
-            if batch:
-                sent += self._send_rows(chunk, target, prefix, batch, zeros)
+            try:
+                for batch, zeros in rendered_row_batches(source, table, chunk, budget):
+                    sent += self._send_rows(chunk, target, prefix, batch, zeros)
+            except RowTooLong as exc:
+                raise ChunkCopyFailed(chunk, str(exc)) from exc
             target.conn.commit()
         except BaseException:
             with contextlib.suppress(pymysql.err.Error):
@@ -151,17 +133,14 @@ class RowPath:
     @staticmethod
     def _send_rows(chunk: Chunk, target: MySQLSession, prefix: bytes, rows: list[bytes], zeros: int) -> int:
         sql = prefix + b",".join(rows)
-        with target.conn.cursor() as cur:
-            cur.execute(sql)  # bytes go to the server as they are
-            warnings = cur.warning_count
-            if warnings != zeros:
-                cur.execute("SHOW WARNINGS LIMIT 5")
-                said = "; ".join(f"{code} {message}" for _, code, message in cur.fetchall())
-                raise ChunkCopyFailed(
-                    chunk,
-                    f"an INSERT gave {warnings - zeros} warning(s) beyond those of index-0 ENUM values,"
-                    f" so nothing of the chunk was kept: {said}",
-                )
+        extra = insert_rendered(target, sql, zeros)
+        if extra is not None:
+            warnings, said = extra
+            raise ChunkCopyFailed(
+                chunk,
+                f"an INSERT gave {warnings - zeros} warning(s) beyond those of index-0 ENUM values,"
+                f" so nothing of the chunk was kept: {said}",
+            )
         return len(sql)
 
     def _target_packet(self, target: MySQLSession) -> int:
@@ -170,3 +149,50 @@ class RowPath:
             packet = int(target.value("SELECT @@max_allowed_packet"))
             self._local.packet = packet
         return packet
+
+
+class RowTooLong(Exception):
+    """The source rendered a row's text as NULL: it exceeds the source's max_allowed_packet."""
+
+
+def rendered_row_batches(
+    source: MySQLSession, table: TableInfo, chunk: Chunk, budget: int
+) -> Iterator[tuple[list[bytes], int]]:
+    """The chunk's rows as rendered INSERT tuples, in batches of about ``budget`` bytes, each with its count
+    of index-0 ENUM values (the warnings its INSERT is expected to give). Shared by the row path and the
+    local replica's seed, so both render and check values the same way."""
+    batch: list[bytes] = []
+    size = zeros = 0
+    with source.conn.cursor(pymysql.cursors.SSCursor) as cur:
+        cur.execute(
+            f"SELECT {row_tuple_sql(table)}, {enum_zeros_sql(table)}"
+            f" FROM {chunk_rows_source(table, chunk)} WHERE {chunk.where_sql()}"
+        )
+        while rows := cur.fetchmany(ROW_FETCH):
+            for text, row_zeros in rows:
+                if text is None:
+                    raise RowTooLong(
+                        f"a row of {table.qualified_name} exceeds the source's max_allowed_packet once rendered; "
+                        "raise it to the size of the largest row x 2"
+                    )
+                row = bytes(text)
+                batch.append(row)
+                size += len(row) + 1
+                zeros += int(row_zeros)
+                if size >= budget:
+                    yield batch, zeros
+                    batch, size, zeros = [], 0, 0
+    if batch:
+        yield batch, zeros
+
+
+def insert_rendered(target: MySQLSession, sql: bytes, zeros: int) -> tuple[int, str] | None:
+    """Run one INSERT of rendered rows; (warnings, what the first said) if not exactly ``zeros`` expected."""
+    with target.conn.cursor() as cur:
+        cur.execute(sql)  # bytes go to the server as they are
+        if cur.warning_count == zeros:
+            return None
+        got = cur.warning_count
+        cur.execute("SHOW WARNINGS LIMIT 5")
+        said = "; ".join(f"{code} {message}" for _, code, message in cur.fetchall())
+        return got, said

@@ -33,16 +33,17 @@ from typing import Any
 import pymysql
 import pymysql.cursors
 
+from migrator.copy.rows import RowTooLong, insert_rendered, rendered_row_batches
 from migrator.endpoint import Endpoint
 from migrator.errors import StepFailed
 from migrator.mysql import routines
-from migrator.mysql.chunking import SESSION_TIME_ZONE, Chunk, chunk_rows_source, plan_chunks
+from migrator.mysql.chunking import SESSION_TIME_ZONE, Chunk, plan_chunks
 from migrator.mysql.consistent_snapshot import open_consistent_snapshot
 from migrator.mysql.flavour import Flavour
 from migrator.mysql.schema import SCHEMA_SQL_MODE, TableInfo, copy_schema
 from migrator.mysql.session import MySQLSession
 from migrator.ports import SnapshotCoordinates
-from migrator.tools.dump_pipe import ROW_BATCH_BYTES, ROW_FETCH, enum_zeros_sql, insert_prefix, row_tuple_sql
+from migrator.tools.dump_pipe import ROW_BATCH_BYTES, insert_prefix
 
 # Copy chunks of about this much data; a table at most this big is one chunk with no planning query.
 CHUNK_BYTES = 32 * 1024 * 1024
@@ -97,29 +98,12 @@ class _Worker:
         count = 0
         self.replica.conn.begin()
         try:
-            batch: list[bytes] = []
-            size = zeros = 0
-            with self.source.conn.cursor(pymysql.cursors.SSCursor) as cur:
-                cur.execute(
-                    f"SELECT {row_tuple_sql(table)}, {enum_zeros_sql(table)}"
-                    f" FROM {chunk_rows_source(table, chunk)} WHERE {chunk.where_sql()}"
-                )
-                while rows := cur.fetchmany(ROW_FETCH):
-                    for text, row_zeros in rows:
-                        if text is None:
-                            raise StepFailed(
-                                f"a row of {table.qualified_name} is longer than the source's max_allowed_packet"
-                                " allows to render; raise it to twice the largest row",
-                            )
-                        batch.append(bytes(text))
-                        size += len(text) + 1
-                        zeros += int(row_zeros)
-                        count += 1
-                        if size >= budget:
-                            self._insert(table, prefix, batch, zeros)
-                            batch, size, zeros = [], 0, 0
-            if batch:
-                self._insert(table, prefix, batch, zeros)
+            try:
+                for batch, zeros in rendered_row_batches(self.source, table, chunk, budget):
+                    self._insert(table, prefix, batch, zeros)
+                    count += len(batch)
+            except RowTooLong as exc:
+                raise StepFailed(str(exc)) from exc
             self.replica.conn.commit()
         except BaseException:
             self.replica.conn.rollback()
@@ -129,16 +113,13 @@ class _Worker:
         return count
 
     def _insert(self, table: TableInfo, prefix: bytes, rows: list[bytes], zeros: int) -> None:
-        with self.replica.conn.cursor() as cur:
-            cur.execute(prefix + b",".join(rows))
-            if cur.warning_count != zeros:
-                cur.execute("SHOW WARNINGS LIMIT 5")
-                said = "; ".join(f"{code} {message}" for _, code, message in cur.fetchall())
-                raise StepFailed(
-                    f"loading {table.qualified_name} into the replica changed a value ({cur.warning_count} warnings,"
-                    f" {zeros} expected from index-0 ENUM values): {said}"
-                )
-
+        extra = insert_rendered(self.replica, prefix + b",".join(rows), zeros)
+        if extra is not None:
+            warnings, said = extra
+            raise StepFailed(
+                f"loading {table.qualified_name} into the replica changed a value ({warnings} warnings,"
+                f" {zeros} expected from index-0 ENUM values): {said}"
+            )
 
 def _copy_rows(
     snapshot_sessions: list[MySQLSession], replica: Endpoint, tables: dict[tuple[str, str], TableInfo], chunks: list[Chunk]
